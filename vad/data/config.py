@@ -13,6 +13,8 @@ annotation_format: null     # ucf_mat (folder of <Video>_x264.mat) | ucf_txt | x
 n_crops: 10
 feature_dim: 2048
 split_index: 810            # optional: the authors' index split (first split_index train videos abnormal)
+test_split_index: null      # optional: the same for the test list (needed when names carry no label, e.g.
+                            # ShanghaiTech: 44)
 val_fraction: 0.1
 ```
 Relative paths are resolved against the folder holding the YAML file.
@@ -52,6 +54,7 @@ class DatasetConfig:
     annotations: Path | None = None
     annotation_format: str | None = None
     split_index: int | None = None
+    test_split_index: int | None = None
     val_fraction: float = 0.1
     frames_per_snippet: int = 16
     source: Path | None = field(default=None, compare=False)
@@ -71,6 +74,12 @@ class DatasetConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DatasetConfigError(f"{where}{name}: expected a positive integer, got {value!r}")
+        for name in ("split_index", "test_split_index"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise DatasetConfigError(f"{where}{name}: expected a non-negative integer or null, got {value!r}")
+        if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool):
+            raise DatasetConfigError(f"{where}val_fraction: expected a number in [0, 1), got {self.val_fraction!r}")
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise DatasetConfigError(f"{where}val_fraction: expected a number in [0, 1), got {self.val_fraction!r}")
 

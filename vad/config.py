@@ -1,0 +1,243 @@
+"""The typed, validated training configuration: sections ``data``, ``model``, ``loss``, ``optim``, ``train``.
+
+``model`` and ``loss`` take the constructor argument names of the chosen model and loss (checked against the
+registry), so a search space can vary ``model.dropout`` or ``loss.smoothness_weight`` by name. Unknown keys and
+wrong types are errors naming the key (and the file). The resolved config (every default filled in) is what
+checkpoints and results store.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vad.coerce import ConfigError, coerce, coerce_kwargs, signature_hints
+
+SECTIONS = ("data", "model", "loss", "optim", "train")
+SELECTIONS = ("val_loss", "val_video_auc", "test_auc", "test_ap")
+
+
+@dataclass
+class DataConfig:
+    """Which features to train on and how training videos are resampled."""
+
+    dataset: str = "synthetic:demo"
+    """Path to a ``dataset.yaml`` (relative to the config file) or ``synthetic:<preset>`` (generated on first use)."""
+    n_segments: int = 32
+    resample: Literal["mean", "linear"] | None = None
+    """``mean`` (RTFM/MGFN) or ``linear`` (S3R); ``None`` picks the model's own."""
+    val_fraction: float | None = None
+    """Share of training videos held out for validation; ``None`` takes the dataset's default (10% UCF, 20% XD)."""
+    split_seed: int = 0
+    dictionary_ratio: float = 0.5
+    """S3R only: dictionary atoms as a share of the normal training videos."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer settings (the papers all use Adam)."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 5e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    """SGD only."""
+    scheduler: Literal["none", "cosine"] = "none"
+
+
+@dataclass
+class TrainSection:
+    """The loop: schedule, selection, early stopping, device."""
+
+    epochs: int = 100
+    batch_per_class: int = 32
+    steps_per_epoch: int | None = None
+    """``None``: an epoch is one pass over the training videos; an int reproduces the papers' iteration counts."""
+    selection: Literal["val_loss", "val_video_auc", "test_auc", "test_ap"] = "val_loss"
+    """``test_auc``/``test_ap`` select on the test set: the original papers' protocol, a labelled diagnostic."""
+    patience: int | None = None
+    """Stop after this many epochs without improvement of the selection metric (``None``: never)."""
+    min_delta: float = 0.0
+    test_every_epoch: bool = False
+    """Also compute frame-level test metrics every epoch (forced on by the ``test_*`` selections)."""
+    threshold: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """``bf16`` autocast on CUDA (ignored with a warning on CPU)."""
+    data_on_device: bool = True
+    """Keep the resampled training array on the accelerator (no host-to-device copy per step)."""
+    num_threads: int | None = None
+    """CPU threads for torch (``None``: leave torch's default)."""
+    plot_videos: int = 2
+    """How many test videos (abnormal first) the final evaluation plots."""
+
+
+@dataclass
+class TrainConfig:
+    """The whole run: ``data``, ``model`` (``name`` + constructor args), ``loss`` args, ``optim``, ``train``."""
+
+    model_name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    source: str | None = None
+    """The YAML file this config came from (dataset paths are relative to its folder)."""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> TrainConfig:
+        """Validate a nested mapping; unknown sections/keys and wrong types raise :class:`ConfigError`."""
+        where = f"{source}: " if source else ""
+        try:
+            return cls._from_dict(data, source)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}{exc}") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any], source: str | Path | None) -> TrainConfig:
+        from vad.models.registry import get_entry
+
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping with sections {', '.join(SECTIONS)}, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        for name in SECTIONS:
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                raise ConfigError(f"{name}: expected a mapping, got {type(data[name]).__name__}")
+        model = dict(data.get("model") or {})
+        if "name" not in model:
+            raise ConfigError("model.name: missing (one of the registered models, e.g. rtfm, mgfn, s3r)")
+        name = model.pop("name")
+        try:
+            entry = get_entry(name)
+        except KeyError as exc:
+            raise ConfigError(f"model.name: {exc.args[0]}") from None
+        return cls(
+            model_name=name,
+            data=_section(DataConfig, data.get("data"), "data"),
+            model=coerce_kwargs(model, entry.model_cls, "model"),
+            loss=coerce_kwargs(dict(data.get("loss") or {}), entry.loss_cls, "loss"),
+            optim=_section(OptimConfig, data.get("optim"), "optim"),
+            train=_section(TrainSection, data.get("train"), "train"),
+            source=str(source) if source else None,
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """Read a config file (``yaml.safe_load``), apply dotted ``overrides`` and validate."""
+        path = Path(path).expanduser().resolve()
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: malformed YAML ({exc})") from None
+        if overrides:
+            data = apply_overrides(data or {}, overrides, source=path)
+        return cls.from_dict(data, source=path)
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain values (tuples as lists), loadable again with :meth:`from_dict`."""
+        out = {
+            "data": dataclasses.asdict(self.data),
+            "model": {"name": self.model_name, **self.model},
+            "loss": dict(self.loss),
+            "optim": dataclasses.asdict(self.optim),
+            "train": dataclasses.asdict(self.train),
+        }
+        return _plain(out)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"optim.lr": 0.001, "model.dropout": 0.7, ...}``: dotted names, as search spaces and MLflow use them."""
+        return {f"{section}.{k}": v for section, values in self.to_dict().items() for k, v in values.items()}
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+        """A new config with dotted ``overrides`` applied and validated again."""
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), overrides), source=self.source)
+
+    def resolved(self, feature_dim: int, n_crops: int) -> TrainConfig:
+        """Fill every model/loss default (and the dataset's width and crops); mismatches name the key."""
+        from vad.models.registry import get_entry
+
+        entry = get_entry(self.model_name)
+        model = {k: default for k, (_, default) in signature_hints(entry.model_cls).items()}
+        model.update(feature_dim=feature_dim, n_crops=n_crops)
+        for key, expected in (("feature_dim", feature_dim), ("n_crops", n_crops)):
+            if key in self.model and self.model[key] != expected:
+                raise ConfigError(
+                    f"model.{key}: the config says {self.model[key]} but the dataset has {expected}"
+                )
+        model.update(self.model)
+        loss = {k: default for k, (_, default) in signature_hints(entry.loss_cls).items()}
+        loss.update(self.loss)
+        out = copy.deepcopy(self)
+        out.model, out.loss = _plain(model), _plain(loss)
+        out.model = coerce_kwargs(out.model, entry.model_cls, "model")
+        out.loss = coerce_kwargs(out.loss, entry.loss_cls, "loss")
+        return out
+
+    @property
+    def resample_method(self) -> str:
+        """The resampling of training videos: the configured one, else the model's (S3R: linear)."""
+        return self.data.resample or ("linear" if self.model_name == "s3r" else "mean")
+
+    @property
+    def k(self) -> int:
+        """The top-k size used for video scores (the loss's ``k``, else 3)."""
+        return int(self.loss.get("k", 3))
+
+
+def _section(cls: type, values: dict[str, Any] | None, name: str) -> Any:
+    values = dict(values or {})
+    hints = signature_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; known: {', '.join(sorted(hints))}"
+        )
+    return cls(**{k: coerce(v, hints[k][0], f"{name}.{k}") for k, v in values.items()})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str | Path | None = None) -> dict:
+    """Set dotted keys (``"optim.lr"``) in a nested config mapping; the section must exist in :data:`SECTIONS`."""
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS or not key:
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}{dotted}: expected <section>.<key> with section in {', '.join(SECTIONS)}")
+        target = out.setdefault(section, {}) or {}
+        out[section] = target
+        target[key] = value
+    return out
+
+
+def parse_set_arguments(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "model.depths=[2,2,1]"]`` -> ``{"optim.lr": 1e-4, "model.depths": [2, 2, 1]}``."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out

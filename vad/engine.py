@@ -1,0 +1,154 @@
+"""The per-epoch work: one training pass, the objective on held-out videos, and snippet scores for evaluation.
+
+Nothing here reads files or knows about configs: tensors in, numbers out. ``vad.train`` wires it together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vad.models import ModelOutput
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops instead of training on it."""
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked; a no-op otherwise."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def rows_to_batch(features: Tensor, rows: Tensor, device: torch.device) -> Tensor:
+    """``(b, N, T, C)`` float32 batch of ``rows`` from the ``(V, N, T, C)`` training array, on ``device``.
+
+    When the array already lives on ``device`` this is one ``index_select`` (no host-to-device copy).
+    """
+    if features.device == device:
+        return features.index_select(0, rows.to(device, non_blocking=True))
+    return features.index_select(0, rows.cpu()).to(device, non_blocking=True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[np.ndarray],
+    features: Tensor,
+    labels: Tensor,
+    *,
+    device: torch.device,
+    bf16: bool = False,
+    check_every: int = 1,
+) -> dict[str, float]:
+    """One pass over ``batches`` (each ``(2B,)`` row indices); returns mean ``train_loss``, its terms, throughput.
+
+    ``features``: ``(V, N, T, C)`` on ``device`` or the CPU; ``labels``: ``(V,)`` on the CPU (the loss splits
+    normal/abnormal rows on the CPU, so no device sync). The loss is checked for finiteness every
+    ``check_every`` steps *before* the optimizer step (every step on CPU, where the check is free).
+    """
+    model.train()
+    start = time.perf_counter()
+    all_rows = torch.from_numpy(np.stack(batches)).long()
+    device_rows = all_rows.to(device) if features.device == device else all_rows
+    sums: dict[str, Tensor] = {}
+    for step in range(len(all_rows)):
+        x = rows_to_batch(features, device_rows[step], device)
+        with autocast(device, bf16):
+            out = model(x)
+        loss, terms = criterion(out.float(), labels[all_rows[step]])
+        if (step + 1) % check_every == 0 and not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1} of the epoch")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in (("train_loss", loss), *((f"train_{k}", v) for k, v in terms.items())):
+            sums[name] = sums.get(name, 0.0) + value.detach()
+    values = {name: float(total) / max(len(all_rows), 1) for name, total in sums.items()}
+    if not math.isfinite(values.get("train_loss", 0.0)):
+        raise NonFiniteLossError(f"training loss became {values['train_loss']} during the epoch")
+    seconds = time.perf_counter() - start
+    videos = int(all_rows.numel())
+    values.update(epoch_time=seconds, videos_per_s=videos / seconds if seconds > 0 else float("nan"))
+    return values
+
+
+@torch.no_grad()
+def forward_in_chunks(
+    model: nn.Module, features: Tensor, rows: Tensor, *, device: torch.device, bf16: bool = False, chunk: int = 64
+) -> ModelOutput:
+    """Eval-mode outputs for ``rows`` of a ``(V, N, T, C)`` array, ``chunk`` videos at a time (outputs of one
+    video do not depend on the others in eval mode)."""
+    model.eval()
+    outs = []
+    for start in range(0, len(rows), chunk):
+        x = rows_to_batch(features, rows[start:start + chunk], device)
+        with autocast(device, bf16):
+            outs.append(model(x).float())
+    return ModelOutput.cat(outs)
+
+
+def paired_batches(
+    normal: np.ndarray, abnormal: np.ndarray, batch_per_class: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic balanced batches over two index sets: the smaller set is cycled to the larger's length."""
+    size = max(len(normal), len(abnormal))
+    normal = np.resize(normal, size)
+    abnormal = np.resize(abnormal, size)
+    return [(normal[i:i + batch_per_class], abnormal[i:i + batch_per_class]) for i in range(0, size, batch_per_class)]
+
+
+@torch.no_grad()
+def objective(
+    criterion: nn.Module, outputs: ModelOutput, labels: np.ndarray, batch_per_class: int, prefix: str
+) -> dict[str, float]:
+    """The training objective on eval-mode ``outputs`` of held-out videos, in balanced batches of
+    ``batch_per_class`` per class (the same size as training, since sparsity and smoothness depend on it).
+
+    Returns ``{prefix}_loss`` and ``{prefix}_<term>``, averaged over batches weighted by their size.
+    """
+    normal = np.flatnonzero(labels == 0)
+    abnormal = np.flatnonzero(labels == 1)
+    if len(normal) == 0 or len(abnormal) == 0:
+        return {f"{prefix}_loss": float("nan")}
+    sums: dict[str, float] = {}
+    total = 0
+    for n_rows, a_rows in paired_batches(normal, abnormal, batch_per_class):
+        rows = torch.from_numpy(np.concatenate([n_rows, a_rows])).long()
+        batch_labels = torch.from_numpy(labels[rows.numpy()]).long()
+        loss, terms = criterion(outputs.select(rows.to(outputs.scores.device)), batch_labels)
+        weight = len(rows)
+        for name, value in (("loss", loss), *terms.items()):
+            sums[name] = sums.get(name, 0.0) + float(value) * weight
+        total += weight
+    return {f"{prefix}_{name}": value / total for name, value in sums.items()}
+
+
+def topk_mean(scores: Tensor, k: int) -> Tensor:
+    """``(V,)`` video scores: the mean of each video's ``k`` highest snippet scores from ``(V, T)``."""
+    return torch.topk(scores, min(k, scores.shape[1]), dim=1).values.mean(dim=1)
+
+
+@torch.no_grad()
+def snippet_scores(
+    model: nn.Module, videos: Iterable[np.ndarray], *, device: torch.device, bf16: bool = False
+) -> list[np.ndarray]:
+    """Per-snippet scores ``(T_i,)`` for each full-length video ``(N, T_i, C)``, one video per forward pass
+    (as the authors test: padding would change attention and non-local outputs)."""
+    model.eval()
+    scores = []
+    for video in videos:
+        x = torch.from_numpy(np.ascontiguousarray(video, dtype=np.float32)).unsqueeze(0).to(device)
+        with autocast(device, bf16):
+            out = model(x)
+        scores.append(out.scores.float()[0].cpu().numpy())
+    return scores

@@ -1,0 +1,156 @@
+"""Scoring a model on the test set (frame level) and on held-out training videos (video level, weak labels).
+
+Shared by the training loop (per-epoch validation, the final test of the selected checkpoint) and
+``python -m vad.evaluate`` (any checkpoint, including the authors' released weights), so both report the same
+numbers for the same weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vad.data import resample_segments
+from vad.engine import forward_in_chunks, objective, snippet_scores, topk_mean
+from vad.metrics import expand_to_frames, false_alarm_rate, frame_metrics, per_class_auc, video_metrics
+from vad.prepare import PreparedData
+
+#: The reference study's columns, in its order (Tables I and II).
+TABLE_COLUMNS = ("ap", "auc", "f1", "f1_macro", "pr_auc", "accuracy", "recall", "precision", "test_loss", "train_loss")
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch view of a (possibly read-only, memory-mapped) float32 array, without copying it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only memmap: we never write through the view
+        return torch.from_numpy(array)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    criterion: nn.Module,
+    features: torch.Tensor,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    *,
+    k: int,
+    batch_per_class: int,
+    device: torch.device,
+    bf16: bool = False,
+    prefix: str = "val",
+) -> dict[str, float]:
+    """``{prefix}_loss`` (+ terms) and ``{prefix}_video_auc`` / ``_video_ap`` on ``rows`` of the resampled array.
+
+    Video scores are the mean of each video's ``k`` highest snippet scores: a weakly-supervised selection signal
+    that needs only video labels and does not depend on the searched loss weights.
+    """
+    row_tensor = torch.from_numpy(np.asarray(rows)).long()
+    outputs = forward_in_chunks(model, features, row_tensor, device=device, bf16=bf16)
+    row_labels = labels[rows]
+    metrics = objective(criterion, outputs, row_labels, batch_per_class, prefix)
+    video = video_metrics(topk_mean(outputs.scores, k).cpu().numpy(), row_labels)
+    metrics.update({f"{prefix}_{name}": value for name, value in video.items()})
+    return metrics
+
+
+@dataclass
+class TestScores:
+    """Per-video snippet scores on the test set, enough to re-score a run without the model."""
+
+    video_ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    scores: list[np.ndarray]
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``.npz``: ``video_ids``, ``labels``, ``classes``, ``lengths`` and concatenated ``scores``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path,
+            video_ids=np.array(self.video_ids, dtype=str),
+            labels=np.asarray(self.labels, dtype=np.int64),
+            classes=np.array([c or "" for c in self.classes], dtype=str),
+            lengths=np.array([len(s) for s in self.scores], dtype=np.int64),
+            scores=np.concatenate(self.scores).astype(np.float32) if self.scores else np.zeros(0, np.float32),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TestScores:
+        """Inverse of :meth:`save` (no pickles)."""
+        with np.load(path, allow_pickle=False) as data:
+            bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+            scores = [data["scores"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            return cls(list(map(str, data["video_ids"])), data["labels"], list(map(str, data["classes"])), scores)
+
+
+def score_test(model: nn.Module, prepared: PreparedData, *, device: torch.device, bf16: bool = False) -> TestScores:
+    """Snippet scores of every full-length test video, one video per forward pass."""
+    test = prepared.test
+    videos = (test.video(i) for i in range(len(test.lengths)))
+    scores = snippet_scores(model, videos, device=device, bf16=bf16)
+    return TestScores(list(test.video_ids), np.asarray(test.labels), list(test.classes), scores)
+
+
+def frame_level_metrics(scores: TestScores, prepared: PreparedData, threshold: float = 0.5) -> dict[str, float]:
+    """Frame-level metrics of test snippet scores against the ground truth (x16 expansion per video)."""
+    gt = prepared.ground_truth
+    frame_lengths = np.diff(gt.offsets)
+    per_snippet = prepared.dataset.config.frames_per_snippet
+    frames = expand_to_frames(scores.scores, frame_lengths, frames_per_snippet=per_snippet)
+    metrics = frame_metrics(frames, gt.labels, threshold=threshold)
+    metrics["false_alarm_rate"] = false_alarm_rate(frames, gt.labels, gt.offsets, scores.labels, threshold=threshold)
+    for name, value in per_class_auc(frames, gt.labels, gt.offsets, scores.classes).items():
+        metrics[f"auc_{name}"] = value
+    return metrics
+
+
+def resampled_test_array(prepared: PreparedData, n_segments: int, method: str) -> torch.Tensor:
+    """``(V_test, N, n_segments, C)``: test videos resampled like training videos (for the test loss)."""
+    test = prepared.test
+    stacked = [
+        resample_segments(np.swapaxes(test.video(i), 0, 1), n_segments=n_segments, method=method).swapaxes(0, 1)
+        for i in range(len(test.lengths))
+    ]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(stacked), dtype=np.float32))
+
+
+def full_evaluation(
+    model: nn.Module,
+    criterion: nn.Module,
+    prepared: PreparedData,
+    *,
+    k: int,
+    batch_per_class: int,
+    n_segments: int,
+    method: str,
+    threshold: float,
+    device: torch.device,
+    bf16: bool = False,
+) -> tuple[dict[str, float], TestScores]:
+    """The reference study's table row for one model: frame-level test metrics, test loss and train loss.
+
+    ``test_loss``: the training objective on the test videos (resampled, video labels only); ``train_loss``: the
+    same on the training split, both in eval mode.
+    """
+    scores = score_test(model, prepared, device=device, bf16=bf16)
+    metrics = frame_level_metrics(scores, prepared, threshold)
+    test_array = resampled_test_array(prepared, n_segments, method)
+    test_labels = np.asarray(prepared.test.labels)
+    all_rows = np.arange(len(test_labels))
+    test_part = validate(model, criterion, test_array, test_labels, all_rows, k=k,
+                         batch_per_class=batch_per_class, device=device, bf16=bf16, prefix="test")
+    metrics["test_loss"] = test_part["test_loss"]
+    metrics["video_auc"] = test_part["test_video_auc"]
+    train_part = validate(model, criterion, as_tensor(prepared.train_cache.features), prepared.train_cache.labels,
+                          prepared.train_rows, k=k, batch_per_class=batch_per_class, device=device, bf16=bf16,
+                          prefix="train")
+    metrics["train_loss"] = train_part["train_loss"]
+    return metrics, scores

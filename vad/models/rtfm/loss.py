@@ -1,0 +1,111 @@
+"""RTFM's training objective as the authors' ``train.py`` computes it (also the main term of S3R's loss).
+
+``loss = BCE(video scores) + magnitude_weight * magnitude + smoothness_weight * smoothness
++ sparsity_weight * sparsity``, where the video score is the mean score of the k snippets with the largest
+(dropout-masked, in training) feature magnitudes, the magnitude term is :func:`rtfm_magnitude_loss` on the
+selected per-crop features, and sparsity/smoothness act on the abnormal videos' snippet scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vad.models.components.batch import split_by_label
+from vad.models.components.magnitude import rtfm_magnitude_loss
+from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
+from vad.models.components.topk import gather_features, gather_scores, magnitude_dropout_mask, topk_indices
+from vad.models.output import ModelOutput
+
+SMOOTHNESS_OPTIONS = {"flat": smoothness_flat, "per_video": smoothness_per_video}
+
+
+@dataclass
+class Selection:
+    """The top-k snippets of the ``b`` videos of one class, in batch order.
+
+    ``rows (b,)`` batch rows; ``idx (b, k)`` chosen snippets; ``video_scores (b,)`` mean score of the chosen
+    snippets; ``features (b, N, k, F)`` their per-crop features.
+    """
+
+    rows: Tensor
+    idx: Tensor
+    video_scores: Tensor
+    features: Tensor
+
+
+class RTFMLoss(nn.Module):
+    """``criterion(out, labels) -> (loss, terms)``; ``labels (B,)`` 0 normal / 1 abnormal, as many of each.
+
+    ``terms`` holds the weighted contributions ``classification``, ``magnitude``, ``sparsity``, ``smoothness``
+    (they sum to ``loss``). Defaults are the authors': ``k=3``, ``margin=100``, weights 1e-4 / 8e-3 / 8e-4, and
+    ``smoothness="flat"`` (over the abnormal scores flattened into one vector, crossing video boundaries);
+    ``smoothness="per_video"`` keeps it within each video (the reference study's fix).
+    """
+
+    def __init__(
+        self,
+        *,
+        k: int = 3,
+        margin: float = 100.0,
+        magnitude_weight: float = 1e-4,
+        sparsity_weight: float = 8e-3,
+        smoothness_weight: float = 8e-4,
+        smoothness: str = "flat",
+    ) -> None:
+        super().__init__()
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"RTFMLoss: k must be a positive int, got {k!r}")
+        if smoothness not in SMOOTHNESS_OPTIONS:
+            raise ValueError(
+                f"RTFMLoss: smoothness must be one of {', '.join(SMOOTHNESS_OPTIONS)}; got {smoothness!r}"
+            )
+        self.k = k
+        self.margin = margin
+        self.magnitude_weight = magnitude_weight
+        self.sparsity_weight = sparsity_weight
+        self.smoothness_weight = smoothness_weight
+        self.smoothness = smoothness
+
+    def select(self, out: ModelOutput, labels: Tensor) -> tuple[Selection, Selection]:
+        """``(normal, abnormal)`` top-k snippets by magnitude for each class.
+
+        In training (``out.topk_dropout > 0``) the magnitudes are multiplied by a dropout mask, drawn for the
+        abnormal videos first and then for the normal ones: the order of the authors' forward (same RNG stream).
+        """
+        normal_rows, abnormal_rows = (rows.to(out.scores.device) for rows in split_by_label(labels, paired=True))
+        abnormal = self._select_rows(out, abnormal_rows)
+        normal = self._select_rows(out, normal_rows)
+        return normal, abnormal
+
+    def _select_rows(self, out: ModelOutput, rows: Tensor) -> Selection:
+        magnitudes = out.magnitudes[rows]
+        idx = topk_indices(magnitudes, self.k, magnitude_dropout_mask(magnitudes, out.topk_dropout))
+        video_scores = gather_scores(out.scores[rows], idx).mean(dim=1)
+        return Selection(rows, idx, video_scores, gather_features(out.features[rows], idx))
+
+    def terms(self, out: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
+        """The weighted terms ``classification``, ``magnitude``, ``sparsity``, ``smoothness`` (scalars).
+
+        Composable: S3R's loss adds its own term to these.
+        """
+        normal, abnormal = self.select(out, labels)
+        video_scores = torch.cat((normal.video_scores, abnormal.video_scores))
+        targets = torch.cat((torch.zeros_like(normal.video_scores), torch.ones_like(abnormal.video_scores)))
+        abnormal_scores = out.scores[abnormal.rows]  # (b, T)
+        magnitude = rtfm_magnitude_loss(abnormal.features, normal.features, self.margin)
+        return {
+            "classification": F.binary_cross_entropy(video_scores, targets),
+            "magnitude": self.magnitude_weight * magnitude,
+            "sparsity": self.sparsity_weight * sparsity_l2(abnormal_scores),
+            "smoothness": self.smoothness_weight * SMOOTHNESS_OPTIONS[self.smoothness](abnormal_scores),
+        }
+
+    def forward(self, out: ModelOutput, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(loss, terms)``; summed in the authors' order ``(classification + magnitude) + smoothness + sparsity``."""
+        terms = self.terms(out, labels)
+        loss = terms["classification"] + terms["magnitude"] + terms["smoothness"] + terms["sparsity"]
+        return loss, terms

@@ -1,0 +1,116 @@
+"""Everything a run reads, prepared once: the dataset, the resampled training cache, the validation split, the
+test features and frame ground truth, and (S3R) the dictionary.
+
+Every artefact is cached on disk keyed by its inputs, so a second call (another trial of a sweep, a resumed run)
+only opens memory-maps: no feature file is read again and trials on one machine share one copy of the arrays
+through the page cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vad.config import TrainConfig
+from vad.data import (
+    FeatureDataset,
+    GroundTruth,
+    Split,
+    TestFeatures,
+    TrainCache,
+    build_train_cache,
+    load_dataset,
+    load_ground_truth,
+    load_test_features,
+    make_split,
+)
+
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+@dataclass
+class PreparedData:
+    """The arrays one run needs, all memory-mapped or small."""
+
+    dataset: FeatureDataset
+    train_cache: TrainCache
+    split: Split
+    train_rows: np.ndarray
+    """Rows of ``train_cache`` used for training, ``(V_train,)``."""
+    val_rows: np.ndarray
+    """Rows of ``train_cache`` held out for validation, ``(V_val,)``."""
+    test: TestFeatures
+    ground_truth: GroundTruth
+    dictionary: np.ndarray | None = None
+    """S3R's ``(n_atoms, C)`` dictionary, learned on the training split's normal videos."""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.dataset.config.feature_dim
+
+    @property
+    def n_crops(self) -> int:
+        return self.dataset.config.n_crops
+
+    def describe(self) -> dict[str, object]:
+        """Plain facts for logs and MLflow tags: sizes, cache files and keys."""
+        return {
+            "dataset": self.dataset.config.name,
+            "dataset_yaml": str(self.dataset.config.source) if self.dataset.config.source else None,
+            "train_videos": int(len(self.train_rows)),
+            "val_videos": int(len(self.val_rows)),
+            "test_videos": int(len(self.test.lengths)),
+            "train_cache": str(self.train_cache.path),
+            "train_cache_key": self.train_cache.key,
+            "split_file": str(self.split.path) if getattr(self.split, "path", None) else None,
+            "split_sha256": getattr(self.split, "list_sha256", None),
+        }
+
+
+def resolve_dataset(spec: str, relative_to: str | Path | None = None) -> Path:
+    """The ``dataset.yaml`` for ``spec``: ``synthetic:<preset>`` is generated on first use into the cache folder;
+    anything else is a path, relative to ``relative_to``'s folder (the config file) when not absolute."""
+    if spec.startswith(SYNTHETIC_PREFIX):
+        from vad.data.synthetic import ensure_synthetic
+
+        return ensure_synthetic(spec[len(SYNTHETIC_PREFIX):])
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and relative_to is not None:
+        path = Path(relative_to).expanduser().resolve().parent / path
+    return path.resolve()
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Build or open every cached artefact ``config`` needs (idempotent; cheap once the caches exist)."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = now - clock
+        clock = now
+
+    dataset = load_dataset(resolve_dataset(config.data.dataset, config.source))
+    lap("dataset")
+    cache = build_train_cache(dataset, n_segments=config.data.n_segments, method=config.resample_method)
+    lap("train_cache")
+    split = make_split(dataset, val_fraction=config.data.val_fraction, seed=config.data.split_seed)
+    train_rows, val_rows = split.train_index(cache), split.val_index(cache)
+    lap("split")
+    test = load_test_features(dataset)
+    gt = load_ground_truth(dataset, test.lengths)
+    lap("test")
+    dictionary = None
+    if config.model_name == "s3r":
+        from vad.models.s3r.dictionary import learn_dictionary, normal_video_vectors
+
+        normal_rows = train_rows[cache.labels[train_rows] == 0]
+        vectors = normal_video_vectors(cache.features[row] for row in normal_rows)
+        dictionary = learn_dictionary(vectors, ratio=config.data.dictionary_ratio)
+        lap("dictionary")
+    return PreparedData(dataset, cache, split, train_rows, val_rows, test, gt, dictionary, seconds)
