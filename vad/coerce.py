@@ -54,7 +54,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
             return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -76,8 +76,10 @@ class TrainSection:
     """Keep the resampled training array on the accelerator (no host-to-device copy per step)."""
     num_threads: int | None = None
     """CPU threads for torch (``None``: leave torch's default)."""
-    plot_videos: int = 2
-    """How many test videos (abnormal first) the final evaluation plots."""
+    evaluate_selected: Literal["end", "on_improvement"] = "end"
+    """When the selected checkpoint meets the test set: once at the ``end``, or each time the selection improves
+    (``on_improvement``: a run stopped early, e.g. by ASHA, still has the test metrics of its selected checkpoint,
+    reported as ``selected_<metric>``). Selection never looks at these numbers."""
 
 
 @dataclass

@@ -26,7 +26,7 @@ from vad.data import BalancedBatchSampler
 from vad.engine import NonFiniteLossError, train_one_epoch
 from vad.evaluation import as_tensor, frame_level_metrics, full_evaluation, score_test, validate
 from vad.models import create_loss, create_model
-from vad.prepare import PreparedData, prepare_data
+from vad.prepare import SYNTHETIC_PREFIX, PreparedData, prepare_data, resolve_dataset
 from vad.selection import Selector
 
 Report = Callable[[dict[str, Any], Path], None]
@@ -121,6 +121,8 @@ def build_model(config: TrainConfig, prepared: PreparedData, device: torch.devic
 def resolve_config(config: TrainConfig, prepared: PreparedData) -> TrainConfig:
     """Every default filled in, the dataset's width and crops (and S3R's dictionary size) checked and set."""
     resolved = config.resolved(prepared.feature_dim, prepared.n_crops)
+    if not config.data.dataset.startswith(SYNTHETIC_PREFIX):  # stored configs must not depend on the cwd
+        resolved.data.dataset = str(resolve_dataset(config.data.dataset, config.source))
     if prepared.dictionary is not None:
         atoms = int(prepared.dictionary.shape[0])
         if "n_atoms" in config.model and config.model["n_atoms"] != atoms:
@@ -177,6 +179,7 @@ def train(
     selector = Selector(t.selection, t.patience, t.min_delta)
     history: list[dict[str, Any]] = []
     start_epoch, status, message = 1, "completed", ""
+    selected_test: dict[str, float] = {}
     if resume is not None:
         state = load_checkpoint(resume)
         _check_resume_config(state["config"], config.to_dict(), resume)
@@ -186,6 +189,7 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
         selector = Selector.from_state_dict(state["selector"])
         history, start_epoch = list(state["history"]), int(state["epoch"]) + 1
+        selected_test = dict(state.get("selected_test") or {})
         restore_rng(state["rng"])
         if selector.should_stop:
             start_epoch, status = t.epochs + 1, "early_stopped"
@@ -211,16 +215,18 @@ def train(
             metrics.update({f"test_{name}": test[name] for name in TEST_METRICS})
         improved = selector.update(epoch, metrics)
         metrics["is_best"] = improved
+        if improved:
+            save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "history": history,
+                                              "config": config.to_dict(), "model_name": config.model_name})
+            if t.evaluate_selected == "on_improvement":
+                selected_test = evaluate_selected(model, criterion, prepared, config, device, bf16, out)
+        metrics.update({f"selected_{name}": value for name, value in selected_test.items()})
         history.append(metrics)
-        payload = {
+        save_checkpoint(out / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch, "selector": selector.state_dict(), "history": history,
-            "rng": capture_rng(), "config": config.to_dict(), "model_name": config.model_name,
-        }
-        save_checkpoint(out / "last.pt", payload)
-        if improved:
-            save_checkpoint(out / "best.pt", {**payload, "optimizer": None, "rng": None})
+            "epoch": epoch, "selector": selector.state_dict(), "history": history, "rng": capture_rng(),
+            "config": config.to_dict(), "model_name": config.model_name, "selected_test": selected_test})
         report(dict(metrics), out)
         if selector.should_stop:
             status = "early_stopped"
@@ -229,19 +235,29 @@ def train(
 
     # ---- the selected checkpoint on the test set
     test_metrics: dict[str, float] = {}
-    if selector.best_epoch is not None and (out / "best.pt").is_file():
+    if selected_test and (out / "scores.npz").is_file():
+        test_metrics = selected_test
+    elif selector.best_epoch is not None and (out / "best.pt").is_file():
         model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-        test_metrics, scores = full_evaluation(
-            model, criterion, prepared, k=config.k, batch_per_class=t.batch_per_class,
-            n_segments=config.data.n_segments, method=config.resample_method, threshold=t.threshold,
-            device=device, bf16=bf16)
-        scores.save(out / "scores.npz")
+        test_metrics = evaluate_selected(model, criterion, prepared, config, device, bf16, out)
     elif status != "diverged":
         message = message or f"no epoch produced a finite {t.selection}; nothing selected"
     result = TrainResult(status, message, t.selection, selector.best_epoch, history, test_metrics,
                          config.to_dict(), str(out), prepared.describe())
     result.write()
     return result
+
+
+def evaluate_selected(model: torch.nn.Module, criterion: torch.nn.Module, prepared: PreparedData,
+                      config: TrainConfig, device: torch.device, bf16: bool, out: Path) -> dict[str, float]:
+    """Full test evaluation of the model as it is now (the selected checkpoint); writes ``scores.npz``."""
+    t = config.train
+    metrics, scores = full_evaluation(
+        model, criterion, prepared, k=config.k, batch_per_class=t.batch_per_class,
+        n_segments=config.data.n_segments, method=config.resample_method, threshold=t.threshold,
+        device=device, bf16=bf16)
+    scores.save(out / "scores.npz")
+    return metrics
 
 
 def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:

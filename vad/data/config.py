@@ -23,6 +23,8 @@ Relative paths are resolved against the folder holding the YAML file.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,15 @@ import yaml
 LAYOUTS = ("ucf", "xd")
 ANNOTATION_FORMATS = ("ucf_mat", "ucf_txt", "xd_txt")
 _PATH_FIELDS = ("feature_root", "test_feature_root", "train_list", "test_list", "ground_truth", "annotations")
+
+
+def _expand_variables(text: str, where: str) -> str:
+    """``${VAR}`` / ``$VAR`` from the environment; an unset variable is an error naming the field."""
+    for match in re.finditer(r"\$\{(\w+)\}|\$(\w+)", text):
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise DatasetConfigError(f"{where}: environment variable {name} is not set (used in {text!r})")
+    return os.path.expandvars(text)
 
 
 class DatasetConfigError(ValueError):
@@ -116,7 +127,7 @@ class DatasetConfig:
         values = dict(data)
         for name in _PATH_FIELDS:
             if values.get(name) is not None:
-                path = Path(str(values[name])).expanduser()
+                path = Path(_expand_variables(str(values[name]), f"{where}{name}")).expanduser()
                 if not path.is_absolute() and base_dir is not None:
                     path = base_dir / path
                 values[name] = path.resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -26,3 +27,35 @@ class ModelOutput:
     features: Tensor
     topk_dropout: float = 0.0
     extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def select(self, rows: Tensor) -> ModelOutput:
+        """The output restricted to the videos ``rows`` (a ``(b,)`` index tensor)."""
+        return ModelOutput(
+            scores=self.scores[rows],
+            magnitudes=self.magnitudes[rows],
+            features=self.features[rows],
+            topk_dropout=self.topk_dropout,
+            extras={k: v[rows] for k, v in self.extras.items()},
+        )
+
+    def float(self) -> ModelOutput:
+        """The output in float32 (losses run outside autocast)."""
+        return ModelOutput(
+            scores=self.scores.float(),
+            magnitudes=self.magnitudes.float(),
+            features=self.features.float(),
+            topk_dropout=self.topk_dropout,
+            extras={k: v.float() for k, v in self.extras.items()},
+        )
+
+    @staticmethod
+    def cat(outputs: list[ModelOutput]) -> ModelOutput:
+        """Concatenate outputs of several batches along the video axis (eval-mode outputs only)."""
+        first = outputs[0]
+        return ModelOutput(
+            scores=torch.cat([o.scores for o in outputs]),
+            magnitudes=torch.cat([o.magnitudes for o in outputs]),
+            features=torch.cat([o.features for o in outputs]),
+            topk_dropout=first.topk_dropout,
+            extras={k: torch.cat([o.extras[k] for o in outputs]) for k in first.extras},
+        )

@@ -89,7 +89,7 @@ def _defaults(cls: type) -> dict[str, object]:
 
 
 def create_model(name: str, **overrides: object) -> nn.Module:
-    """Build model ``name`` with the authors' defaults, overridden by keyword (``create_model("rtfm", dropout=0.5)``)."""
+    """Build model ``name`` with the authors' defaults, overridden by keyword: ``create_model("rtfm", dropout=0.5)``."""
     entry = get_entry(name)
     _check_kwargs(entry.model_cls, name, "model", overrides)
     return entry.model_cls(**overrides)
@@ -160,7 +160,9 @@ def load_original_weights(
         )
     for key in sorted(expected & set(foreign)):
         if tuple(foreign[key].shape) != tuple(own[key].shape):
-            problems.append(f"{key}: checkpoint shape {tuple(foreign[key].shape)}, model expects {tuple(own[key].shape)}")
+            problems.append(
+                f"{key}: checkpoint shape {tuple(foreign[key].shape)}, model expects {tuple(own[key].shape)}"
+            )
     if problems:
         raise ValueError(
             f"these weights do not fit {entry.name!r} "
