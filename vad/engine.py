@@ -65,7 +65,12 @@ def train_one_epoch(
         x = rows_to_batch(features, device_rows[step], device)
         with autocast(device, bf16):
             out = model(x)
-        loss, terms = criterion(out.float(), labels[all_rows[step]])
+        try:
+            loss, terms = criterion(out.float(), labels[all_rows[step]])
+        except RuntimeError as exc:  # BCE refuses NaN scores before any loss value exists
+            if not bool(torch.isfinite(out.scores).all()):
+                raise NonFiniteLossError(f"model scores became non-finite at step {step + 1} of the epoch") from exc
+            raise
         if (step + 1) % check_every == 0 and not bool(torch.isfinite(loss)):
             raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1} of the epoch")
         optimizer.zero_grad(set_to_none=True)

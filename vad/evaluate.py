@@ -136,7 +136,8 @@ def _config_for(args: argparse.Namespace, model_name: str | None, saved: dict[st
     else:
         if not args.dataset:
             raise ConfigError("--dataset is required with --original and --scores")
-        config = TrainConfig.from_dict({"model": {"name": model_name}}).with_overrides(overrides)
+        # --scores needs no model: only the data section (and the threshold) matter there
+        config = TrainConfig.from_dict({"model": {"name": model_name or "rtfm"}}).with_overrides(overrides)
     if model_name and config.model_name != model_name:
         raise ConfigError(f"--config is for {config.model_name!r}, but --original names {model_name!r}")
     return config

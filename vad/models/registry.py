@@ -144,10 +144,12 @@ def load_original_weights(
     foreign = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     if entry.map_original_keys is not None:
         foreign = entry.map_original_keys(foreign)
-    dropped = sorted(k for k in foreign if k.startswith(entry.known_unused_keys) and entry.known_unused_keys)
+    own = model.state_dict()
+    # keys the authors save but never use are dropped only when this model does not hold them
+    dropped = sorted(k for k in foreign if entry.known_unused_keys and k.startswith(entry.known_unused_keys)
+                     and k not in own)
     foreign = {k: v for k, v in foreign.items() if k not in set(dropped)}
 
-    own = model.state_dict()
     expected = {k for k in own if not (entry.own_only_keys and k.startswith(entry.own_only_keys))}
     missing = sorted(expected - set(foreign))
     unexpected = sorted(set(foreign) - set(own))
@@ -172,6 +174,7 @@ def load_original_weights(
         if not hasattr(model, "set_dictionary"):
             raise TypeError(f"{entry.name!r} has no dictionary; do not pass dictionary=")
         model.set_dictionary(torch.as_tensor(dictionary))
+        own = model.state_dict()  # now holding the new dictionary
     model.load_state_dict({**own, **foreign}, strict=True)
     return LoadReport(loaded=sorted(foreign), dropped_unused=dropped)
 

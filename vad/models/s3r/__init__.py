@@ -8,8 +8,9 @@ authors' checkpoints: pass it to ``load_original_weights(model, state_dict, dict
 from vad.models.registry import ModelEntry, register_model
 from vad.models.s3r.dictionary import learn_dictionary, normal_video_vectors
 from vad.models.s3r.loss import S3RLoss
-from vad.models.s3r.model import S3R
+from vad.models.s3r.model import PROJECTION_KEYS, S3R
 
-register_model(ModelEntry(name="s3r", model_cls=S3R, loss_cls=S3RLoss, own_only_keys=("dictionary",)))
+register_model(ModelEntry(name="s3r", model_cls=S3R, loss_cls=S3RLoss, own_only_keys=("dictionary",),
+                          known_unused_keys=PROJECTION_KEYS))
 
 __all__ = ["S3R", "S3RLoss", "learn_dictionary", "normal_video_vectors"]

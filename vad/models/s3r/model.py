@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vad.models.output import ModelOutput
 from vad.models.s3r.embedding import Aggregate
-from vad.models.s3r.normality import DeNormal, EnNormal
+from vad.models.s3r.normality import DeNormal, EnNormal, time_mean
 
 PROJECTION_KEYS = ("video_projection.", "macro_projection.")
 """Key prefixes of the two projections the authors build (and save) but never call in ``forward``."""
@@ -36,7 +36,7 @@ class MacroClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (b, T, C)`` -> ``(b,)`` scores in [0, 1]."""
-        return torch.sigmoid(self.mlp(x.mean(dim=1))).squeeze(-1)
+        return torch.sigmoid(self.mlp(time_mean(x.transpose(1, 2)).flatten(1))).squeeze(-1)
 
 
 def _projection(feature_dim: int) -> nn.Sequential:
@@ -69,8 +69,8 @@ class S3R(nn.Module):
     ``load_original_weights(model, sd, dictionary=D)``); it is not part of the authors' checkpoints (they load it
     from a separate ``.npy``), but it is part of ours. ``forward`` refuses to run before it is set.
 
-    state_dict layout (the authors'; ``A`` = ``video_embedding.0`` or ``macro_embedding.0``, see
-    :mod:`vad.models.s3r.embedding` for the layout inside an Aggregate):
+    state_dict layout (the authors' at the default ``dilations``; ``A`` = ``video_embedding.0`` or
+    ``macro_embedding.0``, see :mod:`vad.models.s3r.embedding` for the layout inside an Aggregate):
     ``dictionary`` (ours only); ``A.conv_{1,2,3}.{0,1}.{weight,bias}``, ``A.conv_4.0.weight``,
     ``A.conv_5.0.weight``, ``A.conv_5.1.{weight,bias}``, ``A.non_local.{value,query,key}.{weight,bias}``,
     ``A.non_local.alter.0.{weight,bias}``, ``A.non_local.alter.1.{weight,bias,running_mean,running_var,
@@ -96,6 +96,7 @@ class S3R(nn.Module):
         attention_dim: int | None = None,
         gate_dim: int | None = None,
         keep_unused_projections: bool = True,
+        project_atoms_once: bool = False,
     ) -> None:
         """Defaults are the authors' UCF-Crime model (400 atoms = 50% of its 800 normal training videos).
 
@@ -109,6 +110,8 @@ class S3R(nn.Module):
             attention_dim: enNormal's query/key width; ``None`` = C/4 (the authors').
             gate_dim: deNormal's MLP width; ``None`` = C/16 (the authors').
             keep_unused_projections: hold the authors' never-called ``video_projection``/``macro_projection``.
+            project_atoms_once: enNormal projects the dictionary once per batch instead of once per video (the
+                authors'): fewer FLOPs, same math, other float32 rounding (see :class:`EnNormal`).
         """
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -121,6 +124,7 @@ class S3R(nn.Module):
         self.n_crops = n_crops
         self.dropout = dropout
         self.n_atoms = n_atoms
+        self.keep_unused_projections = keep_unused_projections
         self.dilations = tuple(int(d) for d in dilations)
         hidden_dim = feature_dim // 4 if hidden_dim is None else hidden_dim
         attention_dim = feature_dim // 4 if attention_dim is None else attention_dim
@@ -129,7 +133,7 @@ class S3R(nn.Module):
         # Registered in the authors' order: the same seed gives the same initial weights.
         self.video_embedding = nn.Sequential(Aggregate(feature_dim, hidden_dim, self.dilations), nn.Dropout(dropout))
         self.macro_embedding = nn.Sequential(Aggregate(feature_dim, hidden_dim, self.dilations), nn.Dropout(dropout))
-        self.en_normal = EnNormal(feature_dim, attention_dim)
+        self.en_normal = EnNormal(feature_dim, attention_dim, project_atoms_once=project_atoms_once)
         self.de_normal = DeNormal(feature_dim, gate_dim)
         if keep_unused_projections:
             self.video_projection = _projection(feature_dim)
