@@ -496,3 +496,21 @@ def test_learned_dictionary_drives_the_model() -> None:
     model = create_model("s3r", feature_dim=C, n_crops=N, n_atoms=atoms.shape[0])
     model.set_dictionary(atoms)
     assert torch.isfinite(model.eval()(batch()).scores).all()
+
+
+def test_keyed_dictionary_cache_hit_computes_no_vectors() -> None:
+    import numpy as np
+
+    from vad.models.s3r.dictionary import learn_dictionary
+
+    calls = []
+
+    def vectors() -> np.ndarray:
+        calls.append(1)
+        return np.random.default_rng(0).random((12, 16), dtype=np.float32)
+
+    first = learn_dictionary(vectors, ratio=0.5, n_iter=5, inputs_key="cache-abc+rows-1", progress=False)
+    second = learn_dictionary(vectors, ratio=0.5, n_iter=5, inputs_key="cache-abc+rows-1", progress=False)
+    assert calls == [1] and np.array_equal(first, second) and first.shape == (6, 16)
+    learn_dictionary(vectors, ratio=0.5, n_iter=5, inputs_key="cache-abc+rows-2", progress=False)
+    assert calls == [1, 1]

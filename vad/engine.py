@@ -105,8 +105,10 @@ def forward_in_chunks(
 def paired_batches(
     normal: np.ndarray, abnormal: np.ndarray, batch_per_class: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Deterministic balanced batches over two index sets: the smaller set is cycled to the larger's length."""
-    size = max(len(normal), len(abnormal))
+    """Deterministic balanced batches over two index sets, every batch full (``batch_per_class`` of each class):
+    both sets are cycled up to a whole number of batches covering the larger set (like the training batches,
+    and because MGFN's contrastive halves need the same row count as in training)."""
+    size = -(-max(len(normal), len(abnormal)) // batch_per_class) * batch_per_class
     normal = np.resize(normal, size)
     abnormal = np.resize(abnormal, size)
     return [(normal[i:i + batch_per_class], abnormal[i:i + batch_per_class]) for i in range(0, size, batch_per_class)]

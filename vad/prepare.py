@@ -8,6 +8,7 @@ through the page cache.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,8 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         from vad.models.s3r.dictionary import learn_dictionary, normal_video_vectors
 
         normal_rows = train_rows[cache.labels[train_rows] == 0]
-        vectors = normal_video_vectors(cache.features[row] for row in normal_rows)
-        dictionary = learn_dictionary(vectors, ratio=config.data.dictionary_ratio)
+        inputs_key = hashlib.sha256(cache.key.encode() + np.ascontiguousarray(normal_rows).tobytes()).hexdigest()
+        dictionary = learn_dictionary(lambda: normal_video_vectors(cache.features[row] for row in normal_rows),
+                                      ratio=config.data.dictionary_ratio, inputs_key=inputs_key)
         lap("dictionary")
     return PreparedData(dataset, cache, split, train_rows, val_rows, test, gt, dictionary, seconds)

@@ -21,7 +21,7 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -142,27 +142,35 @@ def fit_dictionary(
 
 
 def learn_dictionary(
-    normal_video_features: np.ndarray | Iterable[np.ndarray],
+    normal_video_features: np.ndarray | Iterable[np.ndarray] | Callable[[], np.ndarray],
     *,
     ratio: float = 0.5,
     n_iter: int = 100,
     batch_size: int = 32,
     random_state: int = 42,
     cache: bool = True,
+    inputs_key: str | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """S3R's ``(n_atoms, C)`` float32 dictionary for these normal training videos, from the disk cache if there.
 
     ``normal_video_features``: ``(V, C)`` per-video vectors, ``(V, N, T, C)`` features (means over crops and time
-    are taken, see :func:`normal_video_vectors`) or an iterable of per-video arrays. The cache file lives under
-    ``cache_root()/s3r-dictionaries/``, named by a hash of the video vectors and every setting (and the
-    scikit-learn version); it is written atomically, so parallel trials never read half a file.
+    are taken, see :func:`normal_video_vectors`), an iterable of per-video arrays, or a zero-argument callable
+    returning one of those. The cache file lives under ``cache_root()/s3r-dictionaries/``, named by a hash of the
+    video vectors and every setting (and the scikit-learn version), or by ``inputs_key`` when the caller already
+    knows a key for its inputs (e.g. the training-cache key and the split): then a cache hit computes no vectors
+    at all (a callable is only called on a miss). Written atomically, so parallel trials never read half a file.
     """
-    vectors = _as_vectors(normal_video_features)
     settings = {"ratio": ratio, "n_iter": n_iter, "batch_size": batch_size, "random_state": random_state}
+    if inputs_key is not None and cache:
+        path = keyed_cache_path(inputs_key, **settings)
+        if path.exists():
+            return np.load(path)
+    source = normal_video_features() if callable(normal_video_features) else normal_video_features
+    vectors = _as_vectors(source)
     if not cache:
         return fit_dictionary(vectors, **settings, progress=progress)
-    path = dictionary_cache_path(vectors, **settings)
+    path = keyed_cache_path(inputs_key, **settings) if inputs_key else dictionary_cache_path(vectors, **settings)
     if path.exists():
         atoms = np.load(path)
         expected = (n_atoms_for(vectors.shape[0], ratio), vectors.shape[1])
@@ -173,6 +181,15 @@ def learn_dictionary(
     atoms = fit_dictionary(vectors, **settings, progress=progress)
     _save_atomically(path, atoms)
     return atoms
+
+
+def keyed_cache_path(inputs_key: str, *, ratio: float, n_iter: int, batch_size: int, random_state: int) -> Path:
+    """The cache file for inputs named by ``inputs_key`` (instead of a hash of the vectors) and these settings."""
+    description = {"format": _FORMAT_VERSION, "sklearn": sklearn.__version__, "inputs": inputs_key,
+                   "ratio": float(ratio), "n_iter": int(n_iter), "batch_size": int(batch_size),
+                   "random_state": int(random_state), "transform": ["omp", NONZERO_COEFS]}
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
+    return cache_root() / CACHE_FOLDER / f"keyed-{digest}.npy"
 
 
 def dictionary_cache_path(

@@ -1,0 +1,183 @@
+"""Sweeps as separate processes: ``--resume`` after a real SIGKILL of the driver mid-sweep, and a sweep that joins
+a running Ray cluster (``ray start --head``) with ``--address``.
+
+Every process these tests start gets its own session (process group); what is left of it afterwards (the killed
+driver's Ray agents, the cluster's processes) is ended by that group id, never by process name.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from ray.tune import ExperimentAnalysis
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BASE = {
+    "data": {"dataset": "synthetic:tiny"},
+    "model": {"name": "rtfm", "dropout": 0.7, "hidden_dim": 16, "head_dims": [16, 8]},
+    "loss": {"k": 3},
+    "optim": {"lr": 1.0e-3, "weight_decay": 5.0e-4},
+    "train": {"epochs": 4, "batch_per_class": 4, "steps_per_epoch": 20},
+}
+
+
+def write_space(folder: Path, space: dict) -> Path:
+    (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", **space}))
+    return path
+
+
+def environment(tmp_path_factory) -> dict:
+    return {**os.environ, "VAD_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "vad-cache"),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def end_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal what is left of the process group this test started (its leader's pid is the group id)."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_to_end(command: list[str], env: dict, log: Path, timeout: float = 300) -> int:
+    with log.open("a") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            return process.wait(timeout=timeout)
+        finally:
+            end_group(process)
+
+
+def check_runs(client: MlflowClient, name: str, trial_ids: set[str], epochs: int) -> list:
+    """One parent and exactly one terminal child run per Tune trial; per-epoch metrics without duplicate steps;
+    a trial that reached the last epoch trained to its end (its run's result is there)."""
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("run_type") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(trial_ids)
+    for child in children:
+        assert child.info.status in ("FINISHED", "FAILED"), child.info
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert steps == list(range(1, int(child.data.tags["epochs_run"]) + 1)), (child.info.run_name, steps)
+        if len(steps) == epochs:
+            assert child.data.tags["train_status"] == "completed", child.data.tags
+    return children
+
+
+def in_progress_with_checkpoints(experiment: Path) -> bool:
+    """A trial has finished, and another one is mid-run with two Tune checkpoints (so the experiment snapshot
+    that Tune forces every ``num_to_keep`` checkpoints knows it)."""
+    asha = experiment / "search" / "asha.json"
+    stopped = set(json.loads(asha.read_text())["stopped"]) if asha.is_file() else set()
+    finished = list(experiment.glob("trial_*/run/result.json"))
+    running = [d for d in experiment.glob("trial_*") if (d / "checkpoint_000001").is_dir()
+               and not (d / "run" / "result.json").exists() and d.name.removeprefix("trial_") not in stopped]
+    return bool(finished) and bool(running)
+
+
+def test_resume_after_the_driver_is_killed_runs_every_trial_exactly_once(tmp_path, tmp_path_factory):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "tpe", "num_samples": 6, "epochs": 8, "seed": 1},
+        "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+        "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}, "model.dropout": {"uniform": [0.3, 0.8]}},
+    })
+    store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
+    command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "K", "--storage", str(store),
+               "--tracking-uri", uri]
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not in_progress_with_checkpoints(store / "K"):
+                assert driver.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()}"
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            os.kill(driver.pid, signal.SIGKILL)  # the driver only: Ray's own processes are left to their fate
+            assert driver.wait(timeout=30) == -signal.SIGKILL
+            time.sleep(2)
+        finally:
+            end_group(driver)
+
+    assert run_to_end(command + ["--resume"], env, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
+    trials = ExperimentAnalysis(str(store / "K")).trials
+    ids = [t.trial_id for t in trials]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert all(t.status == "TERMINATED" for t in trials)
+    restored = [t for t in trials if t.last_result.get("iterations_since_restore", 0)
+                < t.last_result.get("training_iteration", 0)]
+    assert restored, "no trial continued from its checkpoint"
+    baseline = [t for t in trials if t.config["optim.lr"] == 1.0e-3 and t.config["model.dropout"] == 0.7]
+    assert len(baseline) == 1  # the Optuna study continued: the paper defaults were not suggested again
+    check_runs(MlflowClient(tracking_uri=uri), "K", set(ids), epochs=8)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def forget_cluster(port: int) -> None:
+    """Remove the "current cluster" note our `ray start` left in Ray's temp folder (`ray stop` would), so that no
+    later `ray.init()` on this machine tries to join the stopped cluster."""
+    note = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+    if note.is_file() and note.read_text().strip().endswith(f":{port}"):
+        note.unlink()
+
+
+def test_sweep_joins_a_running_cluster(tmp_path, tmp_path_factory):
+    env = environment(tmp_path_factory)
+    port = free_port()
+    head_log = tmp_path / "head.log"
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with head_log.open("w") as out:
+        head = subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                                 "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "Ray runtime started" not in head_log.read_text():
+            assert head.poll() is None and time.monotonic() < deadline, head_log.read_text()
+            time.sleep(0.5)
+        space = write_space(tmp_path, {
+            "search": {"sampler": "random", "num_samples": 3, "epochs": 2},
+            "scheduler": {"name": "fifo"},
+            "resources": {"cpus_per_trial": 1},
+            "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+        })
+        uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+        log = tmp_path / "driver.log"
+        command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "C", "--address",
+                   f"127.0.0.1:{port}", "--storage", str(tmp_path / "shared"), "--tracking-uri", uri]
+        driver_env = {**env, "RAY_AUTH_MODE": env.get("RAY_AUTH_MODE", "token")}  # as a cluster user sets it
+        assert run_to_end(command, driver_env, log) == 0, log.read_text()
+        assert "Connecting to existing Ray cluster" in log.read_text()
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops the cluster it started
+        try:
+            head.wait(timeout=30)
+        finally:
+            end_group(head)
+            forget_cluster(port)
+    trials = ExperimentAnalysis(str(tmp_path / "shared" / "C")).trials
+    assert len(trials) == 3 and all(t.status == "TERMINATED" for t in trials)
+    check_runs(MlflowClient(tracking_uri=uri), "C", {t.trial_id for t in trials}, epochs=2)

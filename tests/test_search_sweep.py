@@ -1,0 +1,161 @@
+"""End-to-end sweeps on synthetic data with a real (shared, local) Ray: MLflow parent/child runs, ASHA, a grid,
+a diverging trial, and the ``--smoke-test`` of every space file."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from ray.tune import ExperimentAnalysis
+
+from search.run import main
+from search.space import load_space
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BASE = {
+    "data": {"dataset": "synthetic:tiny"},
+    "model": {"name": "rtfm", "dropout": 0.7, "hidden_dim": 16, "head_dims": [16, 8]},
+    "loss": {"k": 3},
+    "optim": {"lr": 1.0e-3, "weight_decay": 5.0e-4},
+    "train": {"epochs": 4, "batch_per_class": 4, "seed": 0},
+}
+TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+@pytest.fixture(scope="module")
+def ray_instance(tmp_path_factory):
+    """One local Ray for the module (its workers use the tests' cache folder)."""
+    import ray
+
+    cache = tmp_path_factory.getbasetemp() / "vad-cache"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"VAD_CACHE_DIR": str(cache)}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store for the module (one experiment per sweep name)."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+def write_space(folder: Path, space: dict) -> Path:
+    (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", **space}))
+    return path
+
+
+def sweep(space: Path, name: str, folder: Path, store: str, *extra: str) -> int:
+    return main(["--space", str(space), "--name", name, "--storage", str(folder / "store"),
+                 "--tracking-uri", store, *extra])
+
+
+def runs_of(store: str, name: str) -> tuple:
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("run_type") == "trial"]
+    assert len(parents) == 1 and len(parents) + len(children) == len(runs)
+    return client, parents[0], children
+
+
+def tune_trials(folder: Path, name: str) -> list:
+    return ExperimentAnalysis(str(folder / "store" / name)).trials
+
+
+def test_sweep_logs_a_parent_and_one_child_per_trial_and_asha_stops_trials(ray_instance, store, tmp_path, capsys):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "tpe", "num_samples": 5, "epochs": 4, "seed": 3},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+        "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-1]},
+                   "model.dilations": {"choice": [[1, 2, 4], [1, 2]]}},
+    })
+    assert sweep(space, "S", tmp_path, store, "--gpus-per-trial", "0.5") == 0
+    out = capsys.readouterr().out
+    assert "No GPU in the Ray cluster: trials run on the CPU" in out and "best_val_loss" in out
+
+    client, parent, children = runs_of(store, "S")
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "S"
+    assert {"git_commit", "split_sha256", "train_cache_key", "dataset"} <= set(parent.data.tags)
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"space", "config", "summary.md", "summary.json", "best_config.yaml"} <= parent_files
+
+    trials = {t.trial_id: t for t in tune_trials(tmp_path, "S")}
+    assert len(trials) == 5 and len(children) == 5
+    assert {c.data.tags["trial_id"] for c in children} == set(trials)
+    stopped = []
+    for child in children:
+        tags, params = child.data.tags, child.data.params
+        assert child.info.status == "FINISHED" and tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name.startswith(f"rtfm-tiny-t{int(tags['trial_number']):03d} ")
+        assert " lr=" in child.info.run_name and " dil=" in child.info.run_name
+        config = trials[tags["trial_id"]].config
+        assert float(params["optim.lr"]) == pytest.approx(config["optim.lr"])
+        assert params["model.dilations"] == config["model.dilations"]  # JSON text of the list
+        assert params["model.feature_dim"] == "32" and params["train.evaluate_selected"] == "on_improvement"
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        steps = [m.step for m in history]
+        assert steps == list(range(1, int(tags["epochs_run"]) + 1))
+        assert {"train_loss", "val_video_auc", "selected_auc", "selected_ap"} <= set(child.data.metrics)
+        files = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"checkpoint", "scores"} <= files
+        if tags.get("stopped_by") == "asha":
+            stopped.append(child)
+            assert int(tags["epochs_run"]) < 4 and tags["train_status"] == "stopped"
+        else:
+            assert tags["train_status"] == "completed" and "result.json" in files
+    assert stopped, "ASHA stopped no trial"
+    baseline = [c for c in children if c.data.tags["baseline"] == "true"]
+    assert len(baseline) == 1 and baseline[0].data.tags["trial_number"] == "1"
+    assert float(baseline[0].data.params["optim.lr"]) == 1.0e-3
+
+    best = yaml.safe_load((tmp_path / "store" / "S" / "search" / "best_config.yaml").read_text())
+    assert best["data"]["dataset"] == "synthetic:tiny" and best["train"]["epochs"] == 4
+
+
+def test_grid_runs_exactly_its_grid_and_a_diverging_trial_fails_alone(ray_instance, store, tmp_path):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "grid", "epochs": 2},
+        "scheduler": {"name": "fifo"},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+        "params": {"loss.magnitude_weight": {"grid": [1.0e-4, float("inf")]},  # inf: the loss is not finite
+                   "model.dropout": {"grid": [0.5, 0.7]}},
+    })
+    assert load_space(space).search.num_samples == 4
+    assert sweep(space, "G", tmp_path, store) == 0  # the sweep finishes despite the failures
+
+    trials = tune_trials(tmp_path, "G")
+    points = sorted((t.config["loss.magnitude_weight"], t.config["model.dropout"]) for t in trials)
+    assert points == sorted((m, d) for m in (1.0e-4, float("inf")) for d in (0.5, 0.7))
+    by_status = {t.trial_id: t.status for t in trials}
+    client, parent, children = runs_of(store, "G")
+    assert len(children) == 4 and parent.info.status == "FINISHED"
+    for child in children:
+        diverged = child.data.params["loss.magnitude_weight"] == "inf"
+        assert by_status[child.data.tags["trial_id"]] == ("ERROR" if diverged else "TERMINATED")
+        assert child.info.status == ("FAILED" if diverged else "FINISHED")
+        assert child.data.tags["train_status"] == ("diverged" if diverged else "completed")
+        if diverged:
+            assert "not finite" in child.data.tags["error"] or "inf" in child.data.tags["error"]
+    first = next(c for c in children if c.data.tags["trial_number"] == "1")
+    assert first.data.tags["baseline"] == "true"
+    assert (first.data.params["loss.magnitude_weight"], first.data.params["model.dropout"]) == ("0.0001", "0.7")
+
+
+@pytest.mark.parametrize("space_file", sorted((REPO / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
+def test_smoke_test_runs_every_space(ray_instance, store, tmp_path, space_file):
+    name = f"smoke-{space_file.stem}"
+    assert sweep(space_file, name, tmp_path, store, "--smoke-test") == 0
+    client, parent, children = runs_of(store, name)
+    assert parent.info.status == "FINISHED" and parent.data.tags["smoke_test"] == "true"
+    (child,) = children
+    assert child.info.status == "FINISHED" and child.data.tags["baseline"] == "true"
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [1]
+    assert "selected_auc" in child.data.metrics
+    assert child.data.params["data.dataset"].startswith("synthetic:")
