@@ -20,11 +20,12 @@ def short_value(value: Any) -> str:
     return str(value)
 
 
-def run_name(model: str, dataset: str, number: int, params: dict[str, Any]) -> str:
-    """``<model>-<dataset>-t<NNN> wd=.. do=..`` (searched values in the space's order)."""
+def run_name(model: str, dataset: str, number: int, params: dict[str, Any], *, label: str | None = None) -> str:
+    """``<model>-<dataset>-t<NNN> wd=.. do=..`` (searched values in the space's order); ``label`` replaces
+    ``t<NNN>`` (``rtfm-demo-t003-retrain seed=1``)."""
     values = " ".join(f"{ABBREVIATIONS.get(k.split('.')[-1], k.split('.')[-1])}={short_value(v)}"
                       for k, v in params.items())
-    return f"{model}-{dataset}-t{number:03d} {values}".strip()
+    return f"{model}-{dataset}-{label or f't{number:03d}'} {values}".strip()
 
 
 def trial_number(trial: Any) -> int:

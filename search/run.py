@@ -9,26 +9,23 @@ and writes the best config and the summary.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from search.naming import trial_number
-from search.resources import ResourceError, cluster_nodes, plan_resources
+from search.resources import ResourceError
 from search.space import SearchSpace, SpaceError, load_space
 from search.sweep import SweepPaths, SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
 from search.tracking import (
+    NOTE_TAG,
     SweepExistsError,
     SweepFacts,
     TrackingTarget,
-    TrialLogger,
     default_tracking_uri,
     finish_parent,
     git_commit,
@@ -36,26 +33,23 @@ from search.tracking import (
     open_sweep,
     ui_command,
 )
-from search.trainable import TrialSetup, run_trial, trial_dirname
+from search.tuner import (
+    ClusterError,
+    DataError,
+    TunerSpec,
+    connect,
+    fit,
+    make_tuner,
+    plan_trials,
+    prepare,
+    set_tune_defaults,
+)
 from vad.config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class ClusterError(RuntimeError):
-    """The Ray cluster given by ``--address`` cannot be joined."""
-
-
-class DataError(RuntimeError):
-    """The space's dataset cannot be prepared (missing files, ``$VAD_DATA`` unset, malformed lists)."""
-
-
 SWEEP_ERRORS = (SpaceError, ConfigError, SweepStateError, SweepExistsError, ResourceError, ClusterError, DataError)
-TUNE_DEFAULTS = {
-    "TUNE_GLOBAL_CHECKPOINT_S": "5",  # experiment snapshots at least every 5 s: little to replay after a kill
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,8 +102,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         paths = new_sweep(space, storage, args.name)
         tracking_uri = args.tracking_uri or default_tracking_uri(scratch or Path.cwd())
         record = SweepRecord(paths.name, str(space.path), space.digest, tracking_uri, now(), space.smoke)
-    for key, value in TUNE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    set_tune_defaults()
 
     prepared = prepare(space)
     started_ray = connect(args.address, args.log_to_driver)
@@ -127,60 +120,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     return status
 
 
-def connect(address: str | None, log_to_driver: bool) -> bool:
-    """Join ``address`` (or ``$RAY_ADDRESS``), else start a new local Ray (no dashboard); returns whether this call
-    connected. Trials on a joined cluster get the cache folder (and ``$VAD_DATA``) as absolute paths."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    from vad.paths import cache_root
-
-    env = {"VAD_CACHE_DIR": str(cache_root())}
-    if os.environ.get("VAD_DATA"):
-        env["VAD_DATA"] = str(Path(os.environ["VAD_DATA"]).expanduser().resolve())
-    address = address or os.environ.get("RAY_ADDRESS")
-    try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
-                 runtime_env={"env_vars": env} if address else None)
-    except ConnectionError as exc:
-        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
-                "; a cluster started with token authentication (Ray's default when ~/.ray/auth_token exists) "
-                "needs RAY_AUTH_MODE=token in the driver's environment")
-        raise ClusterError(f"--address {address}: {exc}{hint}") from None
-    return True
-
-
-def prepare(space: SearchSpace) -> Any:
-    """The sweep's data, prepared once before any trial (feature cache, split, S3R dictionary): the trials then
-    only open the cached files. A dataset that cannot be read is an error naming it."""
-    from vad.prepare import prepare_data
-
-    started = time.perf_counter()
-    try:
-        prepared = prepare_data(space.sweep_config())
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{space.path}: data.dataset {space.base.data.dataset!r}: {exc}") from None
-    print(f"Data prepared in {time.perf_counter() - started:.1f}s: {prepared.describe()['dataset']} "
-          f"({len(prepared.train_rows)} train / {len(prepared.val_rows)} validation / "
-          f"{len(prepared.test.lengths)} test videos)", flush=True)
-    return prepared
-
-
 def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_uri: str, resume: bool,
          prepared: Any) -> int:
-    from ray import tune
-
-    from search.scheduler import PersistentASHA
-    from search.searcher import make_searcher
     from vad.train import resolve_config
 
     if resume and record.gpus_per_trial is not None:  # the restored trials keep the resources they had
         space = space.with_settings(cpus_per_trial=record.cpus_per_trial, gpus_per_trial=record.gpus_per_trial)
-    plan = plan_resources(space.resources, cluster_nodes())
-    for message in plan.messages:
-        print(message, flush=True)
-    space = space.with_settings(gpus_per_trial=plan.resources.gpus_per_trial)
+    space, plan = plan_trials(space)
     resolved = resolve_config(space.sweep_config(), prepared)
 
     target = open_sweep(tracking_uri, paths.name, resume=resume)
@@ -191,56 +137,22 @@ def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_ur
     if not resume:
         _log_sweep_start(space, paths, target, resolved, prepared.describe())
 
-    setup = TrialSetup(space, str(paths.experiment_dir))
     facts = SweepFacts(paths.name, str(paths.experiment_dir), space.base.model_name,
                        str(prepared.describe()["dataset"]), resolved, space)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
-                                    {"cpu": plan.resources.cpus_per_trial, "gpu": plan.resources.gpus_per_trial})
+    tuner = make_tuner(TunerSpec(space, paths, facts, plan), resume=resume)
     if resume:
         print(f"Resuming sweep {paths.name} from {paths.experiment_dir}", flush=True)
-        tuner = tune.Tuner.restore(str(paths.experiment_dir), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
-    else:
-        scheduler = None
-        if space.scheduler.name == "asha":
-            scheduler = PersistentASHA(paths.search_dir / "asha.json", metric=setup.objective,
-                                       mode=space.search.mode, max_t=space.search.epochs,
-                                       grace_period=space.scheduler.grace_period,
-                                       reduction_factor=space.scheduler.reduction_factor)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=make_searcher(space, setup.objective),
-                scheduler=scheduler, num_samples=space.search.num_samples, max_concurrent_trials=plan.concurrent,
-                reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-            run_config=tune.RunConfig(
-                name=paths.name, storage_path=str(paths.storage), callbacks=[TrialLogger(facts)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=0), verbose=1,
-                progress_reporter=tune.CLIReporter(metric_columns=["epoch", setup.objective, "val_loss"],
-                                                   max_report_frequency=30)),
-        )
     print(f"Sweep {paths.name}: {space.search.num_samples} trial(s) of {space.base.model_name} "
           f"({space.search.sampler}, {space.scheduler.name}); MLflow: {tracking_uri}", flush=True)
     try:
-        tuner.fit()
+        trials = fit(tuner, paths, facts)
     except BaseException as exc:  # a second Ctrl-C, or an error: no summary, but no run is left RUNNING either
         try:
-            _reconcile(paths, facts)
             finish_parent(target, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         except Exception as cleanup:  # the original error matters more
-            print(f"(could not close the MLflow runs: {cleanup})", file=sys.stderr)
+            print(f"(could not close the sweep's MLflow run: {cleanup})", file=sys.stderr)
         raise
-    return _finish(space, paths, target, facts)
-
-
-def _trial_dirname(trial: Any) -> str:
-    return trial_dirname(trial.trial_id)
-
-
-def _trial_name(trial: Any) -> str:
-    """``t003_<trial id>`` in Tune's tables (``t003`` as in the MLflow run names)."""
-    return f"t{trial_number(trial):03d}_{trial.trial_id}"
+    return _finish(space, paths, target, trials)
 
 
 def _log_sweep_start(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, resolved: Any,
@@ -261,6 +173,7 @@ def _log_sweep_start(space: SearchSpace, paths: SweepPaths, target: TrackingTarg
     params = {"search.sampler": space.search.sampler, "search.num_samples": space.search.num_samples,
               "search.epochs": space.search.epochs, "search.metric": space.search.metric,
               "search.mode": space.search.mode, "search.seed": space.search.seed,
+              "search.checkpoint_every": space.search.checkpoint_every,
               "scheduler.name": space.scheduler.name, "scheduler.grace_period": space.scheduler.grace_period,
               "scheduler.reduction_factor": space.scheduler.reduction_factor,
               "resources.cpus_per_trial": space.resources.cpus_per_trial,
@@ -270,20 +183,10 @@ def _log_sweep_start(space: SearchSpace, paths: SweepPaths, target: TrackingTarg
                files={"space": space_file, "config": base_file})
 
 
-def _reconcile(paths: SweepPaths, facts: SweepFacts) -> list:
-    """The experiment's saved trials, with every MLflow run brought in line with them."""
-    from ray.tune import ExperimentAnalysis
-
-    trials = ExperimentAnalysis(str(paths.experiment_dir)).trials
-    TrialLogger(facts).reconcile(trials)
-    return trials
-
-
-def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, facts: SweepFacts) -> int:
+def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, trials: list) -> int:
     """Results table, summary files and the parent run's end; 1 when the sweep was interrupted."""
     from search.summary import collect_rows, ranked, results_table, write_summary
 
-    trials = _reconcile(paths, facts)
     rows = collect_rows(trials, space, paths.experiment_dir)
     interrupted = any(row.outcome.status == "interrupted" for row in rows) or len(rows) < space.search.num_samples
     print(f"\nSweep {paths.name}: top trials by best {space.search.metric} "
@@ -291,7 +194,7 @@ def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, facts
     print(results_table(rows, space))
     files = write_summary(paths.search_dir, rows, space, paths.name)
     best = ranked(rows, space.search.mode)[0] if rows else None
-    tags: dict[str, Any] = {"num_trials": len(rows)}
+    tags: dict[str, Any] = {"num_trials": len(rows), NOTE_TAG: files["summary.md"].read_text()}
     metrics: dict[str, float] = {}
     if best is not None and best.objective is not None:
         tags.update(best_trial_id=best.trial_id, best_trial_number=best.number)

@@ -9,9 +9,10 @@ or KILLED. Artifacts are read from the trial's folder on the sweep's storage.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,15 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from search.naming import run_name, trial_number
 from search.outcome import error_text, trial_outcome
 from search.space import SearchSpace
-from search.trainable import added_keys, run_dir
+from search.trainable import added_keys, objective_key, run_dir
 from vad.config import TrainConfig
 
 TRACKING_FILE = "tracking.json"
 RUN_TYPE = "run_type"
+GROUP = "group"
+"""Tag of child runs that are not the sweep's own trials (``group=retrain``: seeds of ``search.retrain``)."""
+NOTE_TAG = "mlflow.note.content"
+"""The run description the MLflow UI shows (the parent run gets the sweep's summary)."""
 TUNE_KEYS = {*AUTO_RESULT_KEYS, "trial_id", "experiment_tag", "done", "should_checkpoint", "timestamp"}
 
 
@@ -148,8 +153,8 @@ def _log_batch(client: MlflowClient, run_id: str, *, params: dict[str, Any] | No
                tags: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
                step: int = 0) -> None:
     now = int(time.time() * 1000)
-    param_list = [Param(k, _text(v)) for k, v in (params or {}).items()]
-    tag_list = [RunTag(k, _text(v)) for k, v in (tags or {}).items()]
+    param_list = [Param(k, as_text(v)) for k, v in (params or {}).items()]
+    tag_list = [RunTag(k, as_text(v)) for k, v in (tags or {}).items()]
     metric_list = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
     for start in range(0, max(len(param_list), len(tag_list), 1), MAX_PARAMS_TAGS_PER_BATCH):
         params_part = param_list[start:start + MAX_PARAMS_TAGS_PER_BATCH]
@@ -160,7 +165,8 @@ def _log_batch(client: MlflowClient, run_id: str, *, params: dict[str, Any] | No
         client.log_batch(run_id, metrics=metric_list[start:start + MAX_METRICS_PER_BATCH])
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A param/tag value as MLflow stores it: floats as ``repr`` (round-trips), lists and dicts as JSON."""
     if isinstance(value, float):
         return repr(value)
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
@@ -193,6 +199,19 @@ class SweepFacts:
     resolved: TrainConfig
     """The sweep config with every default filled in; a trial's params are this plus its searched values."""
     space: SearchSpace
+    child_tags: dict[str, str] = field(default_factory=dict)
+    """Tags of every child run of this Tune experiment that set it apart from the sweep's own trials (e.g.
+    ``{"group": "retrain", "retrain": <name>}``); the sweep's own trials carry no ``group`` tag. The logger only
+    finds, reconciles and deletes runs of its own group."""
+    run_label: str | None = None
+    """Replaces ``t<NNN>`` in the run names (``rtfm-demo-t003-retrain seed=1``)."""
+
+    def owns(self, run: Any) -> bool:
+        """Whether a child run of the parent belongs to this experiment's group."""
+        tags = run.data.tags
+        if not self.child_tags:
+            return GROUP not in tags
+        return all(tags.get(key) == value for key, value in self.child_tags.items())
 
 
 class TrialLogger(Callback):
@@ -265,15 +284,18 @@ class TrialLogger(Callback):
         return self._target
 
     def _child_runs(self) -> list:
-        return self.client.search_runs(
+        """The parent's child runs of this logger's group (see :attr:`SweepFacts.child_tags`)."""
+        runs = self.client.search_runs(
             [self.target.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{self.target.parent_run_id}'", max_results=50000)
+        return [run for run in runs if self.facts.owns(run)]
 
     def _find_run(self, trial_id: str) -> Any | None:
         runs = self.client.search_runs(
             [self.target.experiment_id],
             filter_string=f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = "
                           f"'{self.target.parent_run_id}'")
+        runs = [run for run in runs if self.facts.owns(run)]
         return runs[0] if runs else None
 
     def _run_of(self, trial: Any, *, reopen: bool) -> str:
@@ -316,19 +338,26 @@ class TrialLogger(Callback):
                         self._log_epoch(trial.trial_id, run_id, json.loads(line))
                 return
 
+    def _best_metric(self, trial: Any) -> dict[str, float]:
+        """``best_<sweep metric>``, the value the sweep ranks the trial by (to sort runs in the MLflow UI)."""
+        key = objective_key(self.facts.space.search.metric)
+        value = (getattr(trial, "last_result", None) or {}).get(key)
+        return {key: float(value)} if isinstance(value, (int, float)) and math.isfinite(value) else {}
+
     def _create_run(self, trial: Any) -> str:
         facts, space = self.facts, self.facts.space
         searched = space.decode({k: trial.config[k] for k in space.params if k in trial.config})
         number = trial_number(trial)
+        params = facts.resolved.with_overrides(searched).flat()
         tags = {
             "mlflow.parentRunId": self.target.parent_run_id, RUN_TYPE: "trial", "sweep": facts.name,
             "trial_id": trial.trial_id, "trial_number": number, "searched": ",".join(searched),
             "baseline": str(searched == space.baseline).lower(), "trial_dir": trial.path,
-            "model": facts.model, "dataset": facts.dataset,
+            "model": facts.model, "dataset": facts.dataset, "seed": params["train.seed"], **facts.child_tags,
         }
-        run = self.client.create_run(self.target.experiment_id, tags={k: _text(v) for k, v in tags.items()},
-                                     run_name=run_name(facts.model, facts.dataset, number, searched))
-        params = facts.resolved.with_overrides(searched).flat()
+        name = run_name(facts.model, facts.dataset, number, searched, label=facts.run_label)
+        run = self.client.create_run(self.target.experiment_id, tags={k: as_text(v) for k, v in tags.items()},
+                                     run_name=name)
         _log_batch(self.client, run.info.run_id, params=params)
         return run.info.run_id
 
@@ -341,7 +370,7 @@ class TrialLogger(Callback):
         folder = run_dir(self.facts.experiment_dir, trial.trial_id)
         outcome = trial_outcome(folder, getattr(trial, "last_result", None), epochs=self.facts.space.search.epochs,
                                 error=error_text(trial) if status == "FAILED" else None, interrupted=interrupted)
-        _log_batch(self.client, run_id, tags=outcome.tags())
+        _log_batch(self.client, run_id, tags=outcome.tags(), metrics=self._best_metric(trial), step=outcome.epochs_run)
         for artifact_folder, name in (("checkpoint", "best.pt"), ("scores", "scores.npz"), ("", "result.json")):
             if (folder / name).is_file():
                 self.client.log_artifact(run_id, str(folder / name), artifact_path=artifact_folder or None)

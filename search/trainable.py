@@ -70,8 +70,12 @@ def run_dir(experiment_dir: str | Path, trial_id: str) -> Path:
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
-    """Train one configuration, reporting every epoch to Tune; a diverged run raises :class:`TrialDiverged`."""
-    from vad.train import train  # imported here: the driver only pickles this function
+    """Train one configuration, reporting every epoch to Tune; a diverged run raises :class:`TrialDiverged`.
+
+    The data comes from the manifest of the sweep's one-off preparation (:func:`vad.prepare.open_prepared`):
+    the trial parses no list, stats no feature file and rebuilds no ground truth."""
+    from vad.prepare import open_prepared  # imported here: the driver only pickles this function
+    from vad.train import train
 
     space = setup.space
     config = space.trial_config(params)
@@ -80,7 +84,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     resume, state = _restore(out)
     reporter = _Reporter(space.search.metric, space.search.mode, space.search.checkpoint_every,
                          space.search.epochs, state)
-    result = train(config, reporter, out_dir=out, resume=resume)
+    result = train(config, reporter, out_dir=out, resume=resume, prepared=open_prepared(config))
     if result.status == "diverged":
         raise TrialDiverged(f"{result.message} (params {params})")
 

@@ -198,7 +198,9 @@ def test_train_forward_draws_its_dropouts_in_the_authors_order():
     torch.manual_seed(11)
     out = model(x)
     torch.manual_seed(11)
-    features = F.dropout(model.Aggregate(x.reshape(4, 6, 16)), 0.7, training=True)
+    # the authors' Aggregate returns a channels-first (b, C, T) tensor seen as (b, T, C): their mask follows that memory
+    channels_first = model.Aggregate(x.reshape(4, 6, 16)).transpose(1, 2).contiguous()
+    features = F.dropout(channels_first, 0.7, training=True).transpose(1, 2)
     hidden = F.dropout(torch.relu(model.fc1(features)), 0.7, training=True)
     hidden = F.dropout(torch.relu(model.fc2(hidden)), 0.7, training=True)
     scores = torch.sigmoid(model.fc3(hidden)).view(2, 2, 6).mean(1)

@@ -355,7 +355,10 @@ def test_presets() -> None:
     assert (PRESETS["tiny"]["feature_dim"], PRESETS["tiny"]["n_crops"]) == (32, 2)
 
 
-def test_ensure_synthetic_generates_once_and_keys_by_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_synthetic_generates_once_and_keys_by_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VAD_CACHE_DIR", str(tmp_path / "cold-cache"))  # other tests may have generated "tiny"
     calls = []
     real_generate = synthetic.generate_synthetic
     monkeypatch.setattr(synthetic, "generate_synthetic", lambda *a, **k: calls.append(k) or real_generate(*a, **k))

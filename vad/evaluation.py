@@ -122,6 +122,29 @@ def resampled_test_array(prepared: PreparedData, n_segments: int, method: str) -
     return torch.from_numpy(np.ascontiguousarray(np.stack(stacked), dtype=np.float32))
 
 
+def table_losses(
+    model: nn.Module,
+    criterion: nn.Module,
+    prepared: PreparedData,
+    test_array: torch.Tensor,
+    *,
+    k: int,
+    batch_per_class: int,
+    device: torch.device,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """The study's loss columns: ``test_loss`` (the training objective on the resampled test videos, video labels
+    only), ``train_loss`` (the same on the training split), both in eval mode; and the test ``video_auc``."""
+    test_labels = np.asarray(prepared.test.labels)
+    test_part = validate(model, criterion, test_array, test_labels, np.arange(len(test_labels)), k=k,
+                         batch_per_class=batch_per_class, device=device, bf16=bf16, prefix="test")
+    train_part = validate(model, criterion, as_tensor(prepared.train_cache.features), prepared.train_cache.labels,
+                          prepared.train_rows, k=k, batch_per_class=batch_per_class, device=device, bf16=bf16,
+                          prefix="train")
+    return {"test_loss": test_part["test_loss"], "train_loss": train_part["train_loss"],
+            "video_auc": test_part["test_video_auc"]}
+
+
 def full_evaluation(
     model: nn.Module,
     criterion: nn.Module,
@@ -134,23 +157,14 @@ def full_evaluation(
     threshold: float,
     device: torch.device,
     bf16: bool = False,
+    test_array: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], TestScores]:
-    """The reference study's table row for one model: frame-level test metrics, test loss and train loss.
-
-    ``test_loss``: the training objective on the test videos (resampled, video labels only); ``train_loss``: the
-    same on the training split, both in eval mode.
-    """
+    """The reference study's table row for one model: frame-level test metrics, test loss and train loss
+    (see :func:`table_losses`). ``test_array``: the resampled test videos, if the caller already has them."""
     scores = score_test(model, prepared, device=device, bf16=bf16)
     metrics = frame_level_metrics(scores, prepared, threshold)
-    test_array = resampled_test_array(prepared, n_segments, method)
-    test_labels = np.asarray(prepared.test.labels)
-    all_rows = np.arange(len(test_labels))
-    test_part = validate(model, criterion, test_array, test_labels, all_rows, k=k,
-                         batch_per_class=batch_per_class, device=device, bf16=bf16, prefix="test")
-    metrics["test_loss"] = test_part["test_loss"]
-    metrics["video_auc"] = test_part["test_video_auc"]
-    train_part = validate(model, criterion, as_tensor(prepared.train_cache.features), prepared.train_cache.labels,
-                          prepared.train_rows, k=k, batch_per_class=batch_per_class, device=device, bf16=bf16,
-                          prefix="train")
-    metrics["train_loss"] = train_part["train_loss"]
+    if test_array is None:
+        test_array = resampled_test_array(prepared, n_segments, method)
+    metrics.update(table_losses(model, criterion, prepared, test_array, k=k, batch_per_class=batch_per_class,
+                                device=device, bf16=bf16))
     return metrics, scores

@@ -7,6 +7,7 @@ select, checkpoint, report. The same function runs under Ray Tune (``search.trai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -24,7 +25,15 @@ from vad.checkpoint import capture_rng, load_checkpoint, restore_rng, save_check
 from vad.config import ConfigError, TrainConfig, parse_set_arguments
 from vad.data import BalancedBatchSampler
 from vad.engine import NonFiniteLossError, train_one_epoch
-from vad.evaluation import as_tensor, frame_level_metrics, full_evaluation, score_test, validate
+from vad.evaluation import (
+    as_tensor,
+    frame_level_metrics,
+    full_evaluation,
+    resampled_test_array,
+    score_test,
+    table_losses,
+    validate,
+)
 from vad.models import create_loss, create_model
 from vad.prepare import SYNTHETIC_PREFIX, PreparedData, prepare_data, resolve_dataset
 from vad.selection import Selector
@@ -88,10 +97,9 @@ def pick_device(name: str) -> torch.device:
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Adam / AdamW / SGD over all parameters with the configured weight decay."""
     o = config.optim
-    if o.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if o.name in ("adam", "adamw"):
+        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        return cls(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, fused=o.fused or None)
     return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
@@ -177,6 +185,8 @@ def train(
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
                  if config.optim.scheduler == "cosine" else None)
     selector = Selector(t.selection, t.patience, t.min_delta)
+    test_array = functools.cache(lambda: resampled_test_array(prepared, config.data.n_segments,
+                                                              config.resample_method))
     history: list[dict[str, Any]] = []
     start_epoch, status, message = 1, "completed", ""
     selected_test: dict[str, float] = {}
@@ -209,17 +219,20 @@ def train(
             scheduler.step()
         metrics.update(validate(model, criterion, features, cache.labels, prepared.val_rows, k=config.k,
                                 batch_per_class=t.batch_per_class, device=device, bf16=bf16))
-        if t.test_every_epoch:
+        if t.test_every_epoch:  # a diagnostic: selection only looks at it with selection test_auc / test_ap
             scores = score_test(model, prepared, device=device, bf16=bf16)
             test = frame_level_metrics(scores, prepared, t.threshold)
             metrics.update({f"test_{name}": test[name] for name in TEST_METRICS})
+            losses = table_losses(model, criterion, prepared, test_array(), k=config.k,
+                                  batch_per_class=t.batch_per_class, device=device, bf16=bf16)
+            metrics.update(test_loss=losses["test_loss"], train_eval_loss=losses["train_loss"])
         improved = selector.update(epoch, metrics)
         metrics["is_best"] = improved
         if improved:
             save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "history": history,
                                               "config": config.to_dict(), "model_name": config.model_name})
             if t.evaluate_selected == "on_improvement":
-                selected_test = evaluate_selected(model, criterion, prepared, config, device, bf16, out)
+                selected_test = evaluate_selected(model, criterion, prepared, config, device, bf16, out, test_array())
         metrics.update({f"selected_{name}": value for name, value in selected_test.items()})
         history.append(metrics)
         save_checkpoint(out / "last.pt", {
@@ -239,7 +252,7 @@ def train(
         test_metrics = selected_test
     elif selector.best_epoch is not None and (out / "best.pt").is_file():
         model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-        test_metrics = evaluate_selected(model, criterion, prepared, config, device, bf16, out)
+        test_metrics = evaluate_selected(model, criterion, prepared, config, device, bf16, out, test_array())
     elif status != "diverged":
         message = message or f"no epoch produced a finite {t.selection}; nothing selected"
     result = TrainResult(status, message, t.selection, selector.best_epoch, history, test_metrics,
@@ -249,13 +262,14 @@ def train(
 
 
 def evaluate_selected(model: torch.nn.Module, criterion: torch.nn.Module, prepared: PreparedData,
-                      config: TrainConfig, device: torch.device, bf16: bool, out: Path) -> dict[str, float]:
+                      config: TrainConfig, device: torch.device, bf16: bool, out: Path,
+                      test_array: torch.Tensor) -> dict[str, float]:
     """Full test evaluation of the model as it is now (the selected checkpoint); writes ``scores.npz``."""
     t = config.train
     metrics, scores = full_evaluation(
         model, criterion, prepared, k=config.k, batch_per_class=t.batch_per_class,
         n_segments=config.data.n_segments, method=config.resample_method, threshold=t.threshold,
-        device=device, bf16=bf16)
+        device=device, bf16=bf16, test_array=test_array)
     scores.save(out / "scores.npz")
     return metrics
 

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 from vad.data.config import DatasetConfig
 from vad.paths import cache_root
@@ -391,6 +390,8 @@ class _World:
 
 def _ar1(rng: np.random.Generator, length: int, width: int, rho: float) -> np.ndarray:
     """A stationary AR(1) process with unit variance, ``(length, width)``."""
+    from scipy.signal import lfilter  # here, not at the top: opening a generated dataset needs no scipy
+
     noise = rng.standard_normal((length, width))
     noise[0] /= math.sqrt(1.0 - rho * rho)
     return lfilter([math.sqrt(1.0 - rho * rho)], [1.0, -rho], noise, axis=0)

@@ -1,4 +1,8 @@
-"""MGFN's building blocks on ``(b, d, T)`` tensors: channel LayerNorm, glance and focus blocks, feed-forward, stage.
+"""MGFN's building blocks: channel LayerNorm, glance and focus blocks, feed-forward, stage.
+
+Each block is computed on time-major ``(b, T, d)`` tensors (``forward_time_major``: every 1x1 or temporal conv is
+one matrix product, no transposes between blocks); calling a block directly takes the authors' channels-first
+``(b, d, T)`` (see :class:`~vad.models.components.time_major.TimeMajorBlock`).
 
 Module and attribute names follow the authors' code so that their checkpoints load key for key
 (``norm``, ``to_qkv``, ``to_v``, ``rel_pos``, ``to_out``; the feed-forward is a Sequential with the convs at 1 and 4).
@@ -10,13 +14,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.time_major import TimeMajorBlock, batch_norm_time_major, conv1d_time_major
+
 GLANCE = "glance"
 FOCUS = "focus"
 BLOCK_ALIASES = {"glance": GLANCE, "gb": GLANCE, "focus": FOCUS, "fb": FOCUS}
 """Accepted block-type names (case-insensitive): readable names and the authors' ``gb``/``fb``."""
 
 
-class ChannelLayerNorm(nn.Module):
+class ChannelLayerNorm(TimeMajorBlock):
     """The authors' LayerNorm over the channels of ``(b, d, T)``: ``(x - mean) / (std + eps) * g + b``.
 
     Mean and biased standard deviation are taken over ``d`` per snippet; ``eps`` is added to the std (not the
@@ -29,13 +35,13 @@ class ChannelLayerNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1, dim, 1))
         self.b = nn.Parameter(torch.zeros(1, dim, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        std = torch.var(x, dim=1, unbiased=False, keepdim=True).sqrt()
-        mean = torch.mean(x, dim=1, keepdim=True)
-        return (x - mean) / (std + self.eps) * self.g + self.b
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, d) -> (b, T, d)``, normalised over ``d``."""
+        variance, mean = torch.var_mean(x, dim=2, unbiased=False, keepdim=True)
+        return (x - mean) / (variance.sqrt() + self.eps) * self.g.view(-1) + self.b.view(-1)
 
 
-class Glance(nn.Module):
+class Glance(TimeMajorBlock):
     """Global multi-head self-attention over time on ``(b, d, T)`` -> ``(b, d, T)``.
 
     channel LayerNorm -> 1x1 conv to q, k, v (``heads * dim_head`` channels each, head-major: channel
@@ -54,16 +60,17 @@ class Glance(nn.Module):
         self.to_out = nn.Conv1d(inner, dim, 1)
         self.attn_dropout = nn.Dropout(attention_dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, _, t = x.shape
-        q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=1)
-        q, k, v = (z.reshape(b, self.heads, self.dim_head, t).transpose(2, 3) for z in (q, k, v))  # (b, h, T, dh)
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, d) -> (b, T, d)``."""
+        b, t, _ = x.shape
+        qkv = conv1d_time_major(self.norm.forward_time_major(x), self.to_qkv)  # (b, T, 3 * h * dh)
+        q, k, v = (z.reshape(b, t, self.heads, self.dim_head).transpose(1, 2) for z in qkv.chunk(3, dim=2))
         attn = torch.matmul(q * self.scale, k.transpose(2, 3)).softmax(dim=-1)  # (b, h, T, T)
         out = torch.matmul(self.attn_dropout(attn), v)  # (b, h, T, dh)
-        return self.to_out(out.transpose(2, 3).reshape(b, self.heads * self.dim_head, t))
+        return conv1d_time_major(out.transpose(1, 2).reshape(b, t, self.heads * self.dim_head), self.to_out)
 
 
-class Focus(nn.Module):
+class Focus(TimeMajorBlock):
     """Local aggregation on ``(b, d, T)`` -> ``(b, d, T)``: BatchNorm -> 1x1 conv to ``heads * dim_head`` channels ->
     a depthwise temporal conv per head (kernel ``kernel``) -> 1x1 conv back.
 
@@ -81,25 +88,38 @@ class Focus(nn.Module):
         self.rel_pos = nn.Conv1d(heads, heads, kernel, padding=kernel // 2, groups=heads)
         self.to_out = nn.Conv1d(inner, dim, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, _, t = x.shape
-        v = self.to_v(self.norm(x))  # (b, dh * h, T), channel = position * h + head
-        local = self.rel_pos(v.reshape(b * self.dim_head, self.heads, t))
-        return self.to_out(local.reshape(b, self.dim_head * self.heads, t))
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, d) -> (b, T, d)``; the depthwise temporal conv runs as the authors' ``rel_pos`` conv."""
+        b, t, _ = x.shape
+        v = conv1d_time_major(batch_norm_time_major(self.norm, x), self.to_v)  # (b, T, dh * h): position * h + head
+        per_head = v.reshape(b, t, self.dim_head, self.heads).permute(0, 2, 3, 1)  # (b, dh, h, T)
+        local = self.rel_pos(per_head.reshape(b * self.dim_head, self.heads, t))  # (b * dh, h, T)
+        local = local.reshape(b, self.dim_head, self.heads, t).permute(0, 3, 1, 2)  # (b, T, dh, h)
+        return conv1d_time_major(local.reshape(b, t, self.dim_head * self.heads), self.to_out)
 
 
-def feed_forward(dim: int, mult: int = 4, dropout: float = 0.0) -> nn.Sequential:
-    """channel LayerNorm -> 1x1 conv ``dim -> mult * dim`` -> exact GELU -> Dropout -> 1x1 conv back (keys 0, 1, 4)."""
-    return nn.Sequential(
-        ChannelLayerNorm(dim),
-        nn.Conv1d(dim, dim * mult, 1),
-        nn.GELU(),
-        nn.Dropout(dropout),
-        nn.Conv1d(dim * mult, dim, 1),
-    )
+class FeedForward(TimeMajorBlock, nn.Sequential):
+    """channel LayerNorm -> 1x1 conv ``dim -> mult * dim`` -> exact GELU -> Dropout -> 1x1 conv back (keys 0, 1, 4).
+
+    A Sequential for the key layout; computed time-major (``(b, T, d) -> (b, T, d)``).
+    """
+
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0) -> None:
+        super().__init__(
+            ChannelLayerNorm(dim),
+            nn.Conv1d(dim, dim * mult, 1),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Conv1d(dim * mult, dim, 1),
+        )
+
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, d) -> (b, T, d)``."""
+        norm, expand, gelu, dropout, project = self
+        return conv1d_time_major(dropout(gelu(conv1d_time_major(norm.forward_time_major(x), expand))), project)
 
 
-class MGFNStage(nn.Module):
+class MGFNStage(TimeMajorBlock):
     """``depth`` blocks on ``(b, dim, T)``, each ``x += conv3(x); x += attention(x); x += feed_forward(x)``.
 
     ``attention`` is :class:`Glance` or :class:`Focus` (``block_type``). Keys: ``layers.<i>.{0,1,2}``.
@@ -129,11 +149,12 @@ class MGFNStage(nn.Module):
             else:
                 raise ValueError(f"unknown MGFN block type {block_type!r}; expected {GLANCE!r} or {FOCUS!r}")
             conv = nn.Conv1d(dim, dim, 3, padding=1)
-            self.layers.append(nn.ModuleList([conv, attention, feed_forward(dim, ff_mult, ff_dropout)]))
+            self.layers.append(nn.ModuleList([conv, attention, FeedForward(dim, ff_mult, ff_dropout)]))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, dim) -> (b, T, dim)``."""
         for conv, attention, ff in self.layers:
-            x = conv(x) + x
-            x = attention(x) + x
-            x = ff(x) + x
+            x = conv1d_time_major(x, conv) + x
+            x = attention.forward_time_major(x) + x
+            x = ff.forward_time_major(x) + x
         return x

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vad.models.components.batch import split_by_label
+from vad.models.components.class_rows import class_rows
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
 from vad.models.components.topk import gather_features, gather_scores, magnitude_dropout_mask, topk_indices
 from vad.models.output import ModelOutput
@@ -95,17 +95,15 @@ class MGFNLoss(nn.Module):
         self.smoothness = smoothness if smoothness is not None else ("per_video" if variant == "current" else "flat")
 
     def forward(self, out: ModelOutput, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        normal, abnormal = split_by_label(labels, paired=True)
-        device = out.scores.device
-        normal, abnormal = normal.to(device), abnormal.to(device)
+        normal, abnormal = class_rows(labels, out.scores.device)  # slices for normal-first batches: no H2D copy
 
         l1_norms = torch.linalg.vector_norm(out.features, ord=1, dim=3, keepdim=True)  # (B, N, T, 1)
         selected, video_scores = {}, {}
         for name, rows in (("abnormal", abnormal), ("normal", normal)):  # the authors draw the abnormal mask first
-            magnitudes = out.magnitudes.index_select(0, rows)
+            magnitudes = out.magnitudes[rows]
             idx = topk_indices(magnitudes, self.k, magnitude_dropout_mask(magnitudes, out.topk_dropout))
-            video_scores[name] = gather_scores(out.scores.index_select(0, rows), idx).mean(dim=1)
-            selected[name] = crop_major_rows(gather_features(l1_norms.index_select(0, rows), idx).squeeze(3))
+            video_scores[name] = gather_scores(out.scores[rows], idx).mean(dim=1)
+            selected[name] = crop_major_rows(gather_features(l1_norms[rows], idx).squeeze(3))
 
         scores = torch.cat((video_scores["normal"], video_scores["abnormal"]))
         targets = torch.cat((torch.zeros_like(video_scores["normal"]), torch.ones_like(video_scores["abnormal"])))
@@ -118,7 +116,7 @@ class MGFNLoss(nn.Module):
             self.separation_weight * separation + abnormal_compact + normal_compact
         )
 
-        normal_scores, abnormal_scores = out.scores.index_select(0, normal), out.scores.index_select(0, abnormal)
+        normal_scores, abnormal_scores = out.scores[normal], out.scores[abnormal]
         if self.variant == "current":
             sparse_on, smooth_on = normal_scores, torch.cat((normal_scores, abnormal_scores))
         else:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.time_major import conv1d_time_major
 from vad.models.mgfn.blocks import BLOCK_ALIASES, ChannelLayerNorm, MGFNStage
 from vad.models.output import ModelOutput
 
@@ -116,11 +117,14 @@ class MGFN(nn.Module):
         b, n, t, c = x.shape
         snippets = x.reshape(b * n, t, c)
         magnitude = torch.linalg.vector_norm(snippets, ord=2, dim=2, keepdim=True)  # (B*N, T, 1)
-        h = self.to_tokens(snippets.transpose(1, 2)) + self.mag_ratio * self.to_mag(magnitude.transpose(1, 2))
+        # time-major throughout (B*N, T, d): every conv is one matrix product, no transposes
+        h = conv1d_time_major(snippets, self.to_tokens) + self.mag_ratio * conv1d_time_major(magnitude, self.to_mag)
         for pair in self.stages:
-            for module in pair:  # the stage, then (except after the last) LayerNorm + 1x1 conv
-                h = module(h)
-        features = self.to_logits(h.transpose(1, 2))  # (B*N, T, F)
+            h = pair[0].forward_time_major(h)
+            if len(pair) > 1:  # between stages: channel LayerNorm + 1x1 conv to the next width
+                norm, conv = pair[1]
+                h = conv1d_time_major(norm.forward_time_major(h), conv)
+        features = self.to_logits(h)  # (B*N, T, F)
         scores = torch.sigmoid(self.fc(features)).reshape(b, n, t).mean(dim=1)
         magnitudes = torch.linalg.vector_norm(features, ord=2, dim=2).reshape(b, n, t).mean(dim=1)
         return ModelOutput(

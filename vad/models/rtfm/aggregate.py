@@ -19,8 +19,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.time_major import (
+    TimeMajorBlock,
+    batch_norm_time_major,
+    concat_channels,
+    conv1d_time_major,
+)
 
-class NonLocalBlock1d(nn.Module):
+
+class NonLocalBlock1d(TimeMajorBlock):
     """Non-local block over time with the "dot product" affinity ``theta^T phi / T`` (no softmax).
 
     ``forward(x (b, channels, T)) -> W(y) + x`` with ``y = (theta^T phi / T) g``; ``W`` = 1x1 conv + BatchNorm
@@ -38,14 +45,14 @@ class NonLocalBlock1d(nn.Module):
         self.theta = nn.Conv1d(channels, inner, kernel_size=1)
         self.phi = nn.Conv1d(channels, inner, kernel_size=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(b, channels, T) -> (b, channels, T)``."""
-        values = self.g(x).transpose(1, 2)  # (b, T, inner)
-        queries = self.theta(x).transpose(1, 2)  # (b, T, inner)
-        keys = self.phi(x)  # (b, inner, T)
-        affinity = torch.matmul(queries, keys) / keys.shape[-1]  # (b, T, T)
-        attended = torch.matmul(affinity, values).transpose(1, 2)  # (b, inner, T)
-        return self.W(attended) + x
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, channels) -> (b, T, channels)``: the same block on time-major activations (no transposes)."""
+        values = conv1d_time_major(x, self.g)  # (b, T, inner)
+        queries = conv1d_time_major(x, self.theta)  # (b, T, inner)
+        keys = conv1d_time_major(x, self.phi)  # (b, T, inner)
+        affinity = torch.matmul(queries, keys.transpose(1, 2)) / x.shape[1]  # (b, T, T)
+        attended = torch.matmul(affinity, values)  # (b, T, inner)
+        return batch_norm_time_major(self.W[1], conv1d_time_major(attended, self.W[0])) + x
 
 
 class Aggregate(nn.Module):
@@ -76,9 +83,13 @@ class Aggregate(nn.Module):
         self.non_local = NonLocalBlock1d(hidden_dim, non_local_inner)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (b, T, C)`` -> ``(b, T, C)``."""
-        channels_first = x.permute(0, 2, 1)  # (b, C, T)
-        branches = [getattr(self, name)(channels_first) for name in self.branch_names]
-        branches.append(self.non_local(getattr(self, self.local_name)(channels_first)))
-        fused = getattr(self, self.fuse_name)(torch.cat(branches, dim=1))  # (b, C, T)
-        return (fused + channels_first).permute(0, 2, 1)
+        """``x (b, T, C)`` -> ``(b, T, C)``, computed time-major (each conv one matrix product, no transposes)."""
+        branches = []
+        for name in self.branch_names:
+            conv, relu, norm = getattr(self, name)
+            branches.append(batch_norm_time_major(norm, relu(conv1d_time_major(x, conv))))
+        conv, relu = getattr(self, self.local_name)
+        branches.append(self.non_local.forward_time_major(relu(conv1d_time_major(x, conv))))
+        conv, relu, norm = getattr(self, self.fuse_name)
+        fused = batch_norm_time_major(norm, relu(conv1d_time_major(concat_channels(branches), conv)))  # (b, T, C)
+        return fused + x

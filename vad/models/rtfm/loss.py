@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vad.models.components.batch import split_by_label
+from vad.models.components.class_rows import Rows, class_rows
 from vad.models.components.magnitude import rtfm_magnitude_loss
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
 from vad.models.components.topk import gather_features, gather_scores, magnitude_dropout_mask, topk_indices
@@ -27,11 +27,12 @@ SMOOTHNESS_OPTIONS = {"flat": smoothness_flat, "per_video": smoothness_per_video
 class Selection:
     """The top-k snippets of the ``b`` videos of one class, in batch order.
 
-    ``rows (b,)`` batch rows; ``idx (b, k)`` chosen snippets; ``video_scores (b,)`` mean score of the chosen
-    snippets; ``features (b, N, k, F)`` their per-crop features.
+    ``rows``: their batch rows (a slice or a ``(b,)`` index tensor, see :func:`class_rows`); ``idx (b, k)`` the
+    chosen snippets; ``video_scores (b,)`` mean score of the chosen snippets; ``features (b, N, k, F)`` their
+    per-crop features.
     """
 
-    rows: Tensor
+    rows: Rows
     idx: Tensor
     video_scores: Tensor
     features: Tensor
@@ -76,12 +77,12 @@ class RTFMLoss(nn.Module):
         In training (``out.topk_dropout > 0``) the magnitudes are multiplied by a dropout mask, drawn for the
         abnormal videos first and then for the normal ones: the order of the authors' forward (same RNG stream).
         """
-        normal_rows, abnormal_rows = (rows.to(out.scores.device) for rows in split_by_label(labels, paired=True))
+        normal_rows, abnormal_rows = class_rows(labels, out.scores.device)  # slices for normal-first batches
         abnormal = self._select_rows(out, abnormal_rows)
         normal = self._select_rows(out, normal_rows)
         return normal, abnormal
 
-    def _select_rows(self, out: ModelOutput, rows: Tensor) -> Selection:
+    def _select_rows(self, out: ModelOutput, rows: Rows) -> Selection:
         magnitudes = out.magnitudes[rows]
         idx = topk_indices(magnitudes, self.k, magnitude_dropout_mask(magnitudes, out.topk_dropout))
         video_scores = gather_scores(out.scores[rows], idx).mean(dim=1)

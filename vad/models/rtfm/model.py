@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.layout_dropout import dropout_channels_first_order
 from vad.models.output import ModelOutput
 from vad.models.rtfm.aggregate import Aggregate
 
@@ -100,7 +101,8 @@ class RTFM(nn.Module):
         """``x (B, N, T, C)`` -> scores, magnitudes ``(B, T)``, features ``(B, N, T, C)``."""
         self._check_input(x)
         b, n, t, c = x.shape
-        features = self.drop_out(self.Aggregate(x.reshape(b * n, t, c)))  # (B*N, T, C)
+        # the authors' Aggregate returns a channels-first tensor seen as (B*N, T, C): draw the mask in that order
+        features = dropout_channels_first_order(self.Aggregate(x.reshape(b * n, t, c)), self.drop_out.p, self.training)
         hidden = features
         for name in self.head_names[:-1]:
             hidden = self.drop_out(self.relu(getattr(self, name)(hidden)))

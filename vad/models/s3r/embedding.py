@@ -22,11 +22,19 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.time_major import (
+    TimeMajorBlock,
+    batch_norm_time_major,
+    concat_channels,
+    conv1d_time_major,
+    group_norm_time_major,
+)
+
 GROUPS = 8
 """GroupNorm groups in every S3R norm layer (the authors' constant)."""
 
 
-class NonLocal1d(nn.Module):
+class NonLocal1d(TimeMajorBlock):
     """S3R's non-local block over time: ``alter((query key^T / T) value) + x``, no softmax.
 
     ``forward(x (b, channels, T)) -> (b, channels, T)``; ``alter`` = 1x1 conv + BatchNorm whose scale and shift
@@ -44,21 +52,22 @@ class NonLocal1d(nn.Module):
         self.query = nn.Conv1d(channels, inner, kernel_size=1)
         self.key = nn.Conv1d(channels, inner, kernel_size=1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(b, channels, T) -> (b, channels, T)``."""
-        values = self.value(x).transpose(1, 2)  # (b, T, inner)
-        queries = self.query(x).transpose(1, 2)  # (b, T, inner)
-        keys = self.key(x)  # (b, inner, T)
-        affinity = (queries @ keys) / x.shape[-1]  # (b, T, T)
-        attended = torch.matmul(affinity, values).permute(0, 2, 1)  # (b, inner, T)
-        return self.alter(attended) + x
+    def forward_time_major(self, x: Tensor) -> Tensor:
+        """``(b, T, channels) -> (b, T, channels)``: the same block on time-major activations (no transposes)."""
+        values = conv1d_time_major(x, self.value)  # (b, T, inner)
+        queries = conv1d_time_major(x, self.query)  # (b, T, inner)
+        keys = conv1d_time_major(x, self.key)  # (b, T, inner)
+        affinity = (queries @ keys.transpose(1, 2)) / x.shape[1]  # (b, T, T)
+        attended = torch.matmul(affinity, values)  # (b, T, inner)
+        return batch_norm_time_major(self.alter[1], conv1d_time_major(attended, self.alter[0])) + x
 
 
 class Aggregate(nn.Module):
     """``(b, T, C) -> (b, T, C)``: dilated-conv pyramid + (1x1 conv -> non-local) branch, fused, plus residual.
 
-    The output is the transposed view of a ``(b, C, T)`` tensor, as in the authors' code; the dropout that follows
-    it then draws its mask over the same layout, which keeps training-mode runs identical to theirs.
+    Computed time-major (a contiguous ``(b, T, C)`` output). The authors' output is the transposed view of a
+    ``(b, C, T)`` tensor, so the dropout that follows must draw its mask in that order to keep training-mode runs
+    identical to theirs: :func:`~vad.models.components.layout_dropout.dropout_channels_first_order`.
     """
 
     def __init__(self, feature_dim: int, hidden_dim: int, dilations: Sequence[int]) -> None:
@@ -90,9 +99,13 @@ class Aggregate(nn.Module):
         self.non_local = NonLocal1d(hidden_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x (b, T, C)`` -> ``(b, T, C)``."""
-        channels_first = x.transpose(1, 2)  # (b, C, T)
-        branches = [getattr(self, name)(channels_first) for name in self.branch_names]
-        branches.append(self.non_local(getattr(self, self.local_name)(channels_first)))
-        fused = getattr(self, self.fuse_name)(torch.cat(branches, dim=1))  # (b, C, T)
-        return (fused + channels_first).transpose(1, 2)
+        """``x (b, T, C)`` -> ``(b, T, C)``, computed time-major (each conv one matrix product, no transposes)."""
+        branches = []
+        for name in self.branch_names:
+            conv, norm, relu = getattr(self, name)
+            branches.append(relu(group_norm_time_major(norm, conv1d_time_major(x, conv))))
+        conv, relu = getattr(self, self.local_name)
+        branches.append(self.non_local.forward_time_major(relu(conv1d_time_major(x, conv))))
+        conv, norm, relu = getattr(self, self.fuse_name)
+        fused = relu(group_norm_time_major(norm, conv1d_time_major(concat_channels(branches), conv)))  # (b, T, C)
+        return fused + x

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vad.models.components.layout_dropout import dropout_channels_first_order
 from vad.models.output import ModelOutput
 from vad.models.s3r.embedding import Aggregate
 from vad.models.s3r.normality import DeNormal, EnNormal, time_mean
@@ -183,14 +184,19 @@ class S3R(nn.Module):
             )
         return b, n, t, c
 
+    def _embed(self, embedding: nn.Sequential, x: Tensor) -> Tensor:
+        """``embedding`` = (Aggregate, Dropout) on ``x (BN, T, C)``; the mask is drawn in the authors' order."""
+        aggregate, dropout = embedding
+        return dropout_channels_first_order(aggregate(x), dropout.p, self.training)
+
     def forward(self, x: Tensor) -> ModelOutput:
         """``x (B, N, T, C)`` -> scores/magnitudes ``(B, T)``, features ``(B, N, T, C)``, macro scores ``(B,)``."""
         b, n, t, c = self._check_input(x)
         video = x.reshape(b * n, t, c)
         normal = self.en_normal(video.reshape(b, n * t, c), self.dictionary).reshape(b * n, t, c)
 
-        video_embedding = self.video_embedding(video)  # (BN, T, C)
-        normal_embedding = self.macro_embedding(normal)
+        video_embedding = self._embed(self.video_embedding, video)  # (BN, T, C)
+        normal_embedding = self._embed(self.macro_embedding, normal)
         video_embedding, normal_embedding = self.de_normal(video_embedding, normal_embedding)
 
         scores = self.video_classifier(video_embedding).reshape(b, n, t).mean(dim=1)

@@ -1,0 +1,80 @@
+"""``benchmarks/RESULTS.md``: each benchmark owns one ``## <name>`` section and rewrites only that one, so the
+benchmarks (and their authors) can update the file independently; plus the machine description they share."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.machine import describe_machine
+from benchmarks.proc import gib, total_ram
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+TITLE = "# Benchmark results (issue #6)\n"
+
+
+def software_versions(names: tuple[str, ...] = ("numpy", "ray", "optuna", "mlflow")) -> dict[str, str]:
+    """Installed versions of the libraries a sweep runs on (``-`` when missing)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def machine_summary() -> str:
+    """One line: CPU, cores, RAM, torch and the sweep libraries' versions."""
+    info = describe_machine(torch.device("cpu"))
+    parts = [f"{info['cpu']}", f"{info['cores']} cores", f"{gib(total_ram())} GiB RAM",
+             f"python {info['python']}", f"torch {info['torch']}"]
+    parts += [f"{name} {version}" for name, version in software_versions().items()]
+    return ", ".join(parts)
+
+
+def update_section(name: str, body: str, path: Path = RESULTS) -> Path:
+    """Replace (or append) the ``## <name>`` section of ``path`` with ``body``; other sections stay as they are.
+
+    Read-modify-rename under a lock file, so two benchmarks finishing together do not lose each other's section.
+    """
+    lock = Path(tempfile.gettempdir()) / "wsvad-benchmark-results.lock"
+    with _locked(lock):
+        text = path.read_text() if path.is_file() else TITLE
+        section = f"## {name}\n\n{body.strip()}\n"
+        pattern = re.compile(rf"^## {re.escape(name)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+        else:
+            text = text.rstrip() + "\n\n" + section
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+@contextlib.contextmanager
+def _locked(lock: Path):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(lock, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def stamp() -> str:
+    """``YYYY-mm-dd`` of the run, for the section headers."""
+    return time.strftime("%Y-%m-%d")

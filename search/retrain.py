@@ -1,0 +1,208 @@
+"""``python -m search.retrain --from SWEEP --seeds 5``: retrain a sweep's best config with several seeds.
+
+The seeds run as Tune trials of a grid over ``train.seed`` (so they pack onto GPUs like sweep trials), with the
+sweep's own trainable, resources and MLflow trial logger: each seed is a child run of the sweep's parent run,
+tagged ``group=retrain``, ``retrain=<name>`` and ``seed=<seed>``. The best config and the sweep's settings are
+read from the parent run's artifacts (``best_config.yaml``, ``space/space.yaml``); the retrain's own files live
+in ``<storage>/<name>/`` (Tune's experiment) and ``<storage>/<name>/search/`` (its space and base config). At the
+end the protocols of ``search.report`` are applied to every seed and their mean +- std printed (and logged under
+``retrain/<name>/`` on the parent run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from mlflow import MlflowClient
+
+from search.report_data import RETRAIN, ReportError, TrackedRun, find_experiment, load_sweep
+from search.report_figures import dataset_layout
+from search.report_tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
+from search.resources import ResourceError
+from search.space import SearchSpace, SpaceError, load_space
+from search.sweep import SweepPaths, SweepStateError, check_name
+from search.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri, find_parent_run
+from search.tuner import (
+    ClusterError,
+    DataError,
+    TunerSpec,
+    connect,
+    fit,
+    make_tuner,
+    plan_trials,
+    prepare,
+    set_tune_defaults,
+)
+from vad.config import ConfigError
+
+RETRAIN_ERRORS = (SpaceError, ConfigError, SweepStateError, ResourceError, ClusterError, DataError, ReportError)
+SEARCH_KEYS = ("metric", "mode", "checkpoint_every")
+"""Settings of the sweep's ``search`` section that a retrain keeps (the rest: a grid over the seeds)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m search.retrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="sweep", required=True, metavar="SWEEP", help="the sweep's name")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    parser.add_argument("--first-seed", type=int,
+                        help="seeds are first, first+1, ... (default: the best config's train.seed)")
+    parser.add_argument("--epochs", type=int, help="epochs per seed (default: the sweep's)")
+    parser.add_argument("--name", help="name of this retrain (default: <sweep>-retrain-<date>-<time>)")
+    parser.add_argument("--storage", help="Tune storage (default: the sweep's, when it is on this machine, "
+                                          "else ./ray_results)")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)")
+    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or <head ip>:6379)")
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs (and torch threads) per seed")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per seed; fractions pack seeds (0.25: 4/GPU)")
+    parser.add_argument("--log-to-driver", action="store_true", help="show the trials' own output")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return retrain(args)
+    except RETRAIN_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+class SweepSource:
+    """The sweep being retrained, as its MLflow parent run describes it."""
+
+    def __init__(self, client: MlflowClient, name: str) -> None:
+        self.client, self.name = client, name
+        self.experiment = find_experiment(client, name)
+        parent = find_parent_run(client, self.experiment.experiment_id)
+        if parent is None:
+            raise ReportError(f"experiment {name!r} holds no sweep (no parent run with run_type=sweep)")
+        self.parent = TrackedRun.from_run(parent, client)
+        if self.parent.status == "RUNNING":
+            raise ReportError(f"sweep {name!r} is still running (its parent run is RUNNING); retrain it once it "
+                              f"has finished")
+
+    def artifact_text(self, path: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="wsvad-retrain-") as folder:
+            local = self.parent.download(path, Path(folder))
+            if local is None:
+                raise ReportError(f"sweep {self.name!r}: its parent run has no {path} artifact (a sweep writes it "
+                                  f"when it ends; was it interrupted before any trial finished?)")
+            return local.read_text()
+
+    def best_trial(self) -> TrackedRun | None:
+        trial_id = self.parent.tags.get("best_trial_id")
+        runs = self.client.search_runs(
+            [self.experiment.experiment_id],
+            filter_string=f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{self.parent.run_id}'")
+        runs = [TrackedRun.from_run(run, self.client) for run in runs if GROUP not in run.data.tags]
+        return runs[0] if runs else None
+
+    def default_storage(self) -> Path | None:
+        folder = Path(self.parent.tags.get("experiment_dir", ""))
+        return folder.parent if folder.name and folder.is_dir() else None
+
+
+def retrain(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise SweepStateError(f"--seeds must be at least 1, got {args.seeds}")
+    tracking_uri = args.tracking_uri or default_tracking_uri(Path.cwd())
+    source = SweepSource(MlflowClient(tracking_uri=tracking_uri), args.sweep)
+    best = source.best_trial()
+    name = check_name(args.name or f"{args.sweep}-retrain-{time.strftime('%Y%m%d-%H%M%S')}")
+    storage = Path(args.storage).expanduser().resolve() if args.storage else (
+        source.default_storage() or (Path.cwd() / "ray_results").resolve())
+    paths = SweepPaths(storage, name)
+    if paths.experiment_dir.exists():
+        raise SweepStateError(f"{paths.experiment_dir} exists already; choose another --name")
+    space = write_retrain_space(source, paths, args)
+    seeds = list(space.params["train.seed"].values)
+    print(f"Retraining the best config of sweep {args.sweep} (trial {best.label if best else '?'}) with seeds "
+          f"{', '.join(map(str, seeds))} as {name}", flush=True)
+
+    set_tune_defaults()
+    prepared = prepare(space)
+    started_ray = connect(args.address, args.log_to_driver)
+    try:
+        space, plan = plan_trials(space)
+        from vad.train import resolve_config
+
+        target = TrackingTarget(tracking_uri, source.experiment.experiment_id, source.parent.run_id)
+        target.save(paths.search_dir)
+        child_tags = {GROUP: RETRAIN, RETRAIN: name,
+                      "baseline": best.tags.get("baseline", "false") if best else "false"}
+        if best is not None:
+            child_tags.update(retrain_of=best.tags.get("trial_id", ""), retrain_of_trial=best.label)
+        facts = SweepFacts(args.sweep, str(paths.experiment_dir), space.base.model_name,
+                           str(prepared.describe()["dataset"]), resolve_config(space.sweep_config(), prepared), space,
+                           child_tags=child_tags, run_label=f"{best.label if best else 'best'}-retrain")
+        trials = fit(make_tuner(TunerSpec(space, paths, facts, plan), resume=False), paths, facts)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return finish(source, name, paths, len(trials), len(seeds))
+
+
+def write_retrain_space(source: SweepSource, paths: SweepPaths, args: argparse.Namespace) -> SearchSpace:
+    """The retrain as a space file: the sweep's best config as the base (seed = the first seed), a grid over
+    ``train.seed``, the sweep's metric, FIFO, the sweep's resources (or the command line's)."""
+    best = yaml.safe_load(source.artifact_text("best_config.yaml"))
+    sweep_space = yaml.safe_load(source.artifact_text("space/space.yaml")) or {}
+    first = args.first_seed if args.first_seed is not None else int(best.get("train", {}).get("seed", 0) or 0)
+    seeds = list(range(first, first + args.seeds))
+    best.setdefault("train", {})["seed"] = first
+    if args.epochs is not None:
+        best["train"]["epochs"] = args.epochs
+    search = {key: value for key, value in (sweep_space.get("search") or {}).items() if key in SEARCH_KEYS}
+    space = {
+        "base": "base_config.yaml",
+        "search": {**search, "sampler": "grid"},
+        "scheduler": {"name": "fifo"},
+        "resources": sweep_space.get("resources") or {},
+        "params": {"train.seed": {"grid": seeds}},
+    }
+    folder = paths.search_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "base_config.yaml").write_text(
+        f"# The best config of sweep {source.name}, retrained by search.retrain as {paths.name}\n"
+        + yaml.safe_dump(best, sort_keys=False))
+    path = folder / "space.yaml"
+    path.write_text(f"# search.retrain --from {source.name}: {len(seeds)} seeds of its best config\n"
+                    + yaml.safe_dump(space, sort_keys=False))
+    return load_space(path).with_settings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+
+
+def finish(source: SweepSource, name: str, paths: SweepPaths, finished_trials: int, seeds: int) -> int:
+    """Mean +- std of the seeds under each protocol (printed, and logged on the parent run); 1 when a seed did
+    not finish."""
+    sweep = load_sweep(source.client, source.name)
+    runs = sweep.groups.get(name, [])
+    try:
+        layout = dataset_layout(sweep.dataset_spec) if sweep.dataset_spec else None
+    except (ValueError, OSError):
+        layout = None
+    cheat = cheat_metric(layout, sweep.dataset)
+    labels = protocol_labels(sweep.metric, cheat)
+    rows = [seed_row(sweep.model.upper(), f"{labels[protocol]}, {len(picks)} seeds", picks)
+            for protocol, picks in seed_picks(runs, sweep.metric, sweep.mode, cheat).items()]
+    done = [run for run in runs if run.status == "FINISHED"]
+    text = (f"Retrain {name} of sweep {source.name}: {len(done)}/{seeds} seeds finished; mean ± std over seeds "
+            f"(metrics in %)\n\n" + markdown_table(rows) + "\n")
+    print("\n" + text)
+    summary = paths.search_dir / "summary.md"
+    summary.write_text(f"# {text}")
+    for file in (summary, paths.search_dir / "space.yaml", paths.search_dir / "base_config.yaml"):
+        source.client.log_artifact(source.parent.run_id, str(file), artifact_path=f"retrain/{name}")
+    print(f"MLflow: the seeds are child runs of sweep {source.name!r}'s parent run, tagged group=retrain, "
+          f"retrain={name}; python -m search.report --sweep {source.name} --out <dir> reports them.")
+    return 0 if len(done) == seeds and finished_trials == seeds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
