@@ -151,11 +151,11 @@ def finish_parent(target: TrackingTarget, status: str, *, tags: dict[str, Any] |
 
 def _log_batch(client: MlflowClient, run_id: str, *, params: dict[str, Any] | None = None,
                tags: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
-               step: int = 0) -> None:
+               step: int = 0, metric_list: list[Metric] | None = None) -> None:
     now = int(time.time() * 1000)
     param_list = [Param(k, as_text(v)) for k, v in (params or {}).items()]
     tag_list = [RunTag(k, as_text(v)) for k, v in (tags or {}).items()]
-    metric_list = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+    metric_list = (metric_list or []) + [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
     for start in range(0, max(len(param_list), len(tag_list), 1), MAX_PARAMS_TAGS_PER_BATCH):
         params_part = param_list[start:start + MAX_PARAMS_TAGS_PER_BATCH]
         tags_part = tag_list[start:start + MAX_PARAMS_TAGS_PER_BATCH]
@@ -187,6 +187,9 @@ def engine_metrics(result: dict[str, Any], metric: str) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------- trial logger
+
+FLUSH_SECONDS = 10.0
+"""How often the driver writes queued per-epoch metrics to MLflow (and always when a trial ends)."""
 
 @dataclass(frozen=True)
 class SweepFacts:
@@ -224,6 +227,8 @@ class TrialLogger(Callback):
         self._runs: dict[str, str] = {}
         self._logged_epoch: dict[str, int] = {}
         self._closed: set[str] = set()
+        self._pending: dict[str, list[Metric]] = {}
+        self._last_flush = time.monotonic()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"facts": self.facts}
@@ -237,6 +242,13 @@ class TrialLogger(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._log_epoch(trial.trial_id, self._run_of(trial, reopen=True), result)
+        self._flush_if_due()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._flush_if_due()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, "FINISHED")
@@ -251,6 +263,7 @@ class TrialLogger(Callback):
         them); runs of trials the experiment does not know (started after the last snapshot of a killed driver,
         then forgotten) are closed, tagged ``orphaned`` and deleted. Tune's in-memory statuses at the end of an
         interrupted fit say TERMINATED for trials it merely stopped, hence the saved state."""
+        self._flush()
         wanted = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}
         for trial in trials:
             status = wanted.get(trial.status, "KILLED")
@@ -315,21 +328,38 @@ class TrialLogger(Callback):
             self._logged_epoch[trial_id] = 0
         self._runs[trial_id] = run_id
         self._closed.discard(trial_id)
+        if run is not None:
+            self._backfill(trial, run_id)  # epochs Tune recorded that a killed driver never wrote to MLflow
         return run_id
 
     def _log_epoch(self, trial_id: str, run_id: str, result: dict[str, Any]) -> None:
+        """Queue one epoch's metrics (``step=epoch``); :meth:`_flush` writes them in batches, so the driver's
+        per-epoch cost stays small next to packed trials. Queued epochs a killed driver never wrote are
+        back-filled from Tune's results when the trial's run is closed (see :meth:`_backfill`)."""
         epoch = int(result.get("epoch", 0) or 0)
         if epoch <= self._logged_epoch.get(trial_id, 0):
             return  # an epoch replayed after a restart (same values: the run resumes exactly)
-        _log_batch(self.client, run_id, metrics=engine_metrics(result, self.facts.space.search.metric), step=epoch)
+        now = int(time.time() * 1000)
+        metrics = engine_metrics(result, self.facts.space.search.metric)
+        self._pending.setdefault(run_id, []).extend(Metric(k, v, now, epoch) for k, v in metrics.items())
         self._logged_epoch[trial_id] = epoch
 
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self._flush()
+
+    def _flush(self, run_id: str | None = None) -> None:
+        """Write the queued metrics (of ``run_id``, or of every run)."""
+        for key in [run_id] if run_id is not None else list(self._pending):
+            metrics = self._pending.pop(key, None)
+            if metrics:
+                _log_batch(self.client, key, metric_list=metrics)
+        if run_id is None:
+            self._last_flush = time.monotonic()
+
     def _backfill(self, trial: Any, run_id: str) -> None:
-        """Epochs Tune recorded but this run lacks (a driver killed between the two), from Tune's per-trial
-        ``result.json`` (one JSON result per line)."""
-        last = dict(getattr(trial, "last_result", None) or {})
-        if int(last.get("epoch", 0) or 0) <= self._logged_epoch.get(trial.trial_id, 0):
-            return
+        """Epochs Tune recorded but this run lacks (a driver killed between the two, or before it flushed its
+        queue), from Tune's per-trial ``result.json`` (one JSON result per line)."""
         for folder in (trial.local_path, trial.path):
             results = Path(folder or "") / "result.json"
             if folder and results.is_file():
@@ -367,6 +397,7 @@ class TrialLogger(Callback):
             return
         run_id = self._run_of(trial, reopen=False)
         self._backfill(trial, run_id)
+        self._flush(run_id)
         folder = run_dir(self.facts.experiment_dir, trial.trial_id)
         outcome = trial_outcome(folder, getattr(trial, "last_result", None), epochs=self.facts.space.search.epochs,
                                 error=error_text(trial) if status == "FAILED" else None, interrupted=interrupted)

@@ -94,11 +94,22 @@ def _restore(out: Path) -> tuple[Path | None, dict[str, Any]]:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None, {}
-    with checkpoint.as_directory() as folder:
-        resume = out / "resume.pt"
-        shutil.copyfile(Path(folder) / "last.pt", resume)
-        state_file = Path(folder) / STATE_FILE
-        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    try:
+        with checkpoint.as_directory() as folder:
+            return _read_checkpoint(Path(folder), out)
+    except FileNotFoundError:
+        # The experiment's last snapshot named a checkpoint that ``num_to_keep`` deleted before the driver was
+        # killed: continue from the newest checkpoint this trial still has (later epochs, never earlier ones).
+        siblings = sorted(Path(checkpoint.path).parent.glob("checkpoint_*"), reverse=True)
+        newest = next((folder for folder in siblings if (folder / "last.pt").is_file()), None)
+        return _read_checkpoint(newest, out) if newest is not None else (None, {})
+
+
+def _read_checkpoint(folder: Path, out: Path) -> tuple[Path, dict[str, Any]]:
+    resume = out / "resume.pt"
+    shutil.copyfile(folder / "last.pt", resume)
+    state_file = folder / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     return resume, state
 
 

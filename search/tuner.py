@@ -20,7 +20,7 @@ from search.tracking import SweepFacts, TrialLogger
 from search.trainable import TrialSetup, run_trial, trial_dirname
 
 TUNE_DEFAULTS = {
-    "TUNE_GLOBAL_CHECKPOINT_S": "5",  # experiment snapshots at least every 5 s: little to replay after a kill
+    "TUNE_GLOBAL_CHECKPOINT_S": "20",  # experiment snapshots every 20 s: cheap, and a resume replays little
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
 }
