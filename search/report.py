@@ -23,6 +23,7 @@ import optuna
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from search.cli import TRACKING_URI_HELP, run_command
 from search.report_data import ReportError, TrackedRun, TrackedSweep, load_sweep
 from search.report_figures import (
     SCORES_ARTIFACT,
@@ -95,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="an MLflow experiment by name or id (a sweep's, or any whose runs log the training "
                              "engine's metrics); repeat for several")
     parser.add_argument("--out", required=True, help="output folder (report.md, report.tex, figures)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)")
+    parser.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     parser.add_argument("--metric", help="validation metric of the val protocol (default: the sweep's)")
     parser.add_argument("--cheat-metric", choices=("auc", "ap"),
                         help="test metric of the papers' protocol (default: AP on XD-Violence, AUC otherwise)")
@@ -112,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return write_report(args)
-    except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(write_report, args, (ReportError,))
 
 
 def write_report(args: argparse.Namespace) -> int:

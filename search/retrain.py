@@ -20,27 +20,16 @@ from pathlib import Path
 import yaml
 from mlflow import MlflowClient
 
+from search.cli import TUNE_ERRORS, add_cluster_args, run_command, tune_session
 from search.report_data import RETRAIN, ReportError, TrackedRun, find_experiment, load_sweep
 from search.report_figures import dataset_layout
 from search.report_tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
-from search.resources import ResourceError
-from search.space import SearchSpace, SpaceError, load_space
+from search.space import SearchSpace, load_space
 from search.sweep import SweepPaths, SweepStateError, check_name
 from search.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri, find_parent_run
-from search.tuner import (
-    ClusterError,
-    DataError,
-    TunerSpec,
-    connect,
-    fit,
-    make_tuner,
-    plan_trials,
-    prepare,
-    set_tune_defaults,
-)
-from vad.config import ConfigError
+from search.tuner import TunerSpec, fit, make_tuner, plan_trials
 
-RETRAIN_ERRORS = (SpaceError, ConfigError, SweepStateError, ResourceError, ClusterError, DataError, ReportError)
+RETRAIN_ERRORS = (*TUNE_ERRORS, ReportError)
 SEARCH_KEYS = ("metric", "mode", "checkpoint_every")
 """Settings of the sweep's ``search`` section that a retrain keeps (the rest: a grid over the seeds)."""
 
@@ -55,21 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="name of this retrain (default: <sweep>-retrain-<date>-<time>)")
     parser.add_argument("--storage", help="Tune storage (default: the sweep's, when it is on this machine, "
                                           "else ./ray_results)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)")
-    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or <head ip>:6379)")
-    parser.add_argument("--cpus-per-trial", type=float, help="CPUs (and torch threads) per seed")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per seed; fractions pack seeds (0.25: 4/GPU)")
-    parser.add_argument("--log-to-driver", action="store_true", help="show the trials' own output")
+    add_cluster_args(parser, "seed")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return retrain(args)
-    except RETRAIN_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(retrain, parse_args(argv), RETRAIN_ERRORS)
 
 
 class SweepSource:
@@ -124,10 +104,7 @@ def retrain(args: argparse.Namespace) -> int:
     print(f"Retraining the best config of sweep {args.sweep} (trial {best.label if best else '?'}) with seeds "
           f"{', '.join(map(str, seeds))} as {name}", flush=True)
 
-    set_tune_defaults()
-    prepared = prepare(space)
-    started_ray = connect(args.address, args.log_to_driver)
-    try:
+    with tune_session(space, args) as prepared:
         space, plan = plan_trials(space)
         from vad.train import resolve_config
 
@@ -141,11 +118,6 @@ def retrain(args: argparse.Namespace) -> int:
                            str(prepared.describe()["dataset"]), resolve_config(space.sweep_config(), prepared), space,
                            child_tags=child_tags, run_label=f"{best.label if best else 'best'}-retrain")
         trials = fit(make_tuner(TunerSpec(space, paths, facts, plan), resume=False), paths, facts)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     return finish(source, name, paths, len(trials), len(seeds))
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from search.resources import ResourceError
-from search.space import SearchSpace, SpaceError, load_space
+from search.cli import TUNE_ERRORS, add_cluster_args, run_command, tune_session
+from search.space import SearchSpace, load_space
 from search.sweep import SweepPaths, SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
 from search.tracking import (
     NOTE_TAG,
@@ -33,23 +33,12 @@ from search.tracking import (
     open_sweep,
     ui_command,
 )
-from search.tuner import (
-    ClusterError,
-    DataError,
-    TunerSpec,
-    connect,
-    fit,
-    make_tuner,
-    plan_trials,
-    prepare,
-    set_tune_defaults,
-)
-from vad.config import ConfigError
+from search.tuner import TunerSpec, fit, make_tuner, plan_trials
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-SWEEP_ERRORS = (SpaceError, ConfigError, SweepStateError, SweepExistsError, ResourceError, ClusterError, DataError)
+SWEEP_ERRORS = (*TUNE_ERRORS, SweepExistsError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,25 +48,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, help="number of trials (default: the space's)")
     parser.add_argument("--storage", help="Tune storage folder, shared by all nodes of a cluster "
                                           "(default: ./ray_results)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)")
-    parser.add_argument("--address", help="join a running Ray cluster (e.g. auto or <head ip>:6379)")
-    parser.add_argument("--cpus-per-trial", type=float, help="CPUs (and torch threads) per trial")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials (0.25: 4/GPU)")
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                         help="continue an interrupted sweep: --name's, the sweep folder PATH, or this space's latest")
     parser.add_argument("--smoke-test", action="store_true",
                         help="one trial, one epoch, a few small steps on synthetic data shaped like the dataset")
-    parser.add_argument("--log-to-driver", action="store_true", help="show the trials' own output")
+    add_cluster_args(parser, "trial")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run_sweep(args)
-    except SWEEP_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(run_sweep, parse_args(argv), SWEEP_ERRORS)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -102,17 +82,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         paths = new_sweep(space, storage, args.name)
         tracking_uri = args.tracking_uri or default_tracking_uri(scratch or Path.cwd())
         record = SweepRecord(paths.name, str(space.path), space.digest, tracking_uri, now(), space.smoke)
-    set_tune_defaults()
 
-    prepared = prepare(space)
-    started_ray = connect(args.address, args.log_to_driver)
-    try:
+    with tune_session(space, args) as prepared:
         status = _run(space, paths, record, tracking_uri, resume, prepared)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     if scratch is not None and status == 0:
         shutil.rmtree(scratch, ignore_errors=True)
     elif scratch is not None:

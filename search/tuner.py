@@ -24,6 +24,12 @@ TUNE_DEFAULTS = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
 }
+LOCAL_RAY_DEFAULTS = {
+    # A local Ray started for one sweep has no dashboard to feed: its agent's per-process statistics (psutil over
+    # every worker, every 5 s by default) only take CPU from the trials.
+    "REPORTER_UPDATE_INTERVAL_MS": "60000",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 class ClusterError(RuntimeError):
@@ -53,6 +59,9 @@ def connect(address: str | None, log_to_driver: bool) -> bool:
     if os.environ.get("VAD_DATA"):
         env["VAD_DATA"] = str(Path(os.environ["VAD_DATA"]).expanduser().resolve())
     address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        for key, value in LOCAL_RAY_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
                  runtime_env={"env_vars": env} if address else None)

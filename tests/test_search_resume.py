@@ -15,26 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
+from sweep_helpers import REPO, base_config, sweep_runs, write_space
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-BASE = {
-    "data": {"dataset": "synthetic:tiny"},
-    "model": {"name": "rtfm", "dropout": 0.7, "hidden_dim": 16, "head_dims": [16, 8]},
-    "loss": {"k": 3},
-    "optim": {"lr": 1.0e-3, "weight_decay": 5.0e-4},
-    "train": {"epochs": 4, "batch_per_class": 4, "steps_per_epoch": 20},
-}
-
-
-def write_space(folder: Path, space: dict) -> Path:
-    (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
-    path = folder / "space.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", **space}))
-    return path
+BASE = base_config(steps_per_epoch=20)
 
 
 def environment(tmp_path_factory) -> dict:
@@ -63,10 +49,7 @@ def run_to_end(command: list[str], env: dict, log: Path, timeout: float = 300) -
 def check_runs(client: MlflowClient, name: str, trial_ids: set[str], epochs: int) -> list:
     """One parent and exactly one terminal child run per Tune trial; per-epoch metrics without duplicate steps;
     a trial that reached the last epoch trained to its end (its run's result is there)."""
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("run_type") == "trial"]
+    _, parents, children = sweep_runs(client, name)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags["trial_id"] for c in children) == sorted(trial_ids)
     for child in children:
@@ -95,7 +78,7 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_exactly_once(tmp_pat
         "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
         "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}, "model.dropout": {"uniform": [0.3, 0.8]}},
-    })
+    }, BASE)
     store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
     command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "K", "--storage", str(store),
                "--tracking-uri", uri]
@@ -163,7 +146,7 @@ def test_sweep_joins_a_running_cluster(tmp_path, tmp_path_factory):
             "scheduler": {"name": "fifo"},
             "resources": {"cpus_per_trial": 1},
             "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
-        })
+        }, BASE)
         uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
         log = tmp_path / "driver.log"
         command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "C", "--address",

@@ -7,19 +7,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
+from sweep_helpers import REPO, base_config, sweep_runs, write_space
 
 from search.run import main
 from search.space import load_space
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
-BASE = {
-    "data": {"dataset": "synthetic:tiny"},
-    "model": {"name": "rtfm", "dropout": 0.7, "hidden_dim": 16, "head_dims": [16, 8]},
-    "loss": {"k": 3},
-    "optim": {"lr": 1.0e-3, "weight_decay": 5.0e-4},
-    "train": {"epochs": 4, "batch_per_class": 4, "seed": 0},
-}
+BASE = base_config(seed=0)
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 
 
@@ -42,13 +36,6 @@ def store(tmp_path_factory):
     return f"sqlite:///{folder}/mlflow.db"
 
 
-def write_space(folder: Path, space: dict) -> Path:
-    (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
-    path = folder / "space.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", **space}))
-    return path
-
-
 def sweep(space: Path, name: str, folder: Path, store: str, *extra: str) -> int:
     return main(["--space", str(space), "--name", name, "--storage", str(folder / "store"),
                  "--tracking-uri", store, *extra])
@@ -56,10 +43,7 @@ def sweep(space: Path, name: str, folder: Path, store: str, *extra: str) -> int:
 
 def runs_of(store: str, name: str) -> tuple:
     client = MlflowClient(tracking_uri=store)
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("run_type") == "trial"]
+    runs, parents, children = sweep_runs(client, name)
     assert len(parents) == 1 and len(parents) + len(children) == len(runs)
     return client, parents[0], children
 
@@ -75,7 +59,7 @@ def test_sweep_logs_a_parent_and_one_child_per_trial_and_asha_stops_trials(ray_i
         "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
         "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-1]},
                    "model.dilations": {"choice": [[1, 2, 4], [1, 2]]}},
-    })
+    }, BASE)
     assert sweep(space, "S", tmp_path, store, "--gpus-per-trial", "0.5") == 0
     out = capsys.readouterr().out
     assert "No GPU in the Ray cluster: trials run on the CPU" in out and "best_val_loss" in out
@@ -126,7 +110,7 @@ def test_grid_runs_exactly_its_grid_and_a_diverging_trial_fails_alone(ray_instan
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
         "params": {"loss.magnitude_weight": {"grid": [1.0e-4, float("inf")]},  # inf: the loss is not finite
                    "model.dropout": {"grid": [0.5, 0.7]}},
-    })
+    }, BASE)
     assert load_space(space).search.num_samples == 4
     assert sweep(space, "G", tmp_path, store) == 0  # the sweep finishes despite the failures
 

@@ -51,18 +51,22 @@ class DataSettings:
         })
 
 
-@dataclass(frozen=True)
+@dataclass
 class ManifestContents:
-    """The pieces of a ``PreparedData`` read back from a manifest (assembled by :mod:`vad.prepare`)."""
+    """What a manifest records: the arrays one run needs, all memory-mapped or small (``PreparedData`` of
+    :mod:`vad.prepare` adds how long preparing them took)."""
 
     dataset: FeatureDataset
     train_cache: TrainCache
     split: Split
     train_rows: np.ndarray
+    """Rows of ``train_cache`` used for training, ``(V_train,)``."""
     val_rows: np.ndarray
+    """Rows of ``train_cache`` held out for validation, ``(V_val,)``."""
     test: TestFeatures
     ground_truth: GroundTruth
-    dictionary: np.ndarray | None
+    dictionary: np.ndarray | None = None
+    """S3R's ``(n_atoms, C)`` dictionary, learned on the training split's normal videos."""
 
 
 def manifest_path(settings: DataSettings, dataset: DatasetConfig) -> Path:

@@ -20,11 +20,6 @@ import numpy as np
 from vad.config import TrainConfig
 from vad.data import (
     DatasetConfig,
-    FeatureDataset,
-    GroundTruth,
-    Split,
-    TestFeatures,
-    TrainCache,
     build_train_cache,
     load_dataset,
     load_ground_truth,
@@ -37,20 +32,9 @@ SYNTHETIC_PREFIX = "synthetic:"
 
 
 @dataclass
-class PreparedData:
-    """The arrays one run needs, all memory-mapped or small."""
+class PreparedData(ManifestContents):
+    """The arrays one run needs, all memory-mapped or small, and the seconds each preparation step took."""
 
-    dataset: FeatureDataset
-    train_cache: TrainCache
-    split: Split
-    train_rows: np.ndarray
-    """Rows of ``train_cache`` used for training, ``(V_train,)``."""
-    val_rows: np.ndarray
-    """Rows of ``train_cache`` held out for validation, ``(V_val,)``."""
-    test: TestFeatures
-    ground_truth: GroundTruth
-    dictionary: np.ndarray | None = None
-    """S3R's ``(n_atoms, C)`` dictionary, learned on the training split's normal videos."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -106,9 +90,7 @@ def open_prepared(config: TrainConfig) -> PreparedData:
     contents = read_manifest(settings, DatasetConfig.from_yaml(settings.dataset_yaml))
     if contents is None:
         return prepare_data(config)
-    return PreparedData(contents.dataset, contents.train_cache, contents.split, contents.train_rows,
-                        contents.val_rows, contents.test, contents.ground_truth, contents.dictionary,
-                        {"manifest": time.perf_counter() - started})
+    return PreparedData(**vars(contents), seconds={"manifest": time.perf_counter() - started})
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
@@ -143,6 +125,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         dictionary = learn_dictionary(lambda: normal_video_vectors(cache.features[row] for row in normal_rows),
                                       ratio=config.data.dictionary_ratio, inputs_key=inputs_key)
         lap("dictionary")
-    write_manifest(settings, ManifestContents(dataset, cache, split, train_rows, val_rows, test, gt, dictionary))
+    prepared = PreparedData(dataset, cache, split, train_rows, val_rows, test, gt, dictionary, seconds)
+    write_manifest(settings, prepared)
     lap("manifest")
-    return PreparedData(dataset, cache, split, train_rows, val_rows, test, gt, dictionary, seconds)
+    return prepared

@@ -7,25 +7,16 @@ each feature file's (name, size, mtime_ns), the resampling settings, crops, widt
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from vad.data.cache_io import (
-    cache_dir,
-    file_lock,
-    file_signatures,
-    inputs_key,
-    read_json,
-    slug,
-    temp_path,
-    write_json_atomic,
-)
+from vad.data.array_cache import open_array, open_or_build, video_facts, write_array
+from vad.data.cache_io import cache_dir, file_signatures, inputs_key, slug
 from vad.data.dataset import FeatureDataset
-from vad.data.errors import DataError
 from vad.data.resample import METHODS, resample_segments
 
 FORMAT_VERSION = 1
@@ -64,16 +55,8 @@ def build_train_cache(dataset: FeatureDataset, n_segments: int = 32, method: str
         "n_crops": config.n_crops, "feature_dim": config.feature_dim,
     })
     path = cache_dir("features") / f"{slug(config.name)}-train-{method}{n_segments}-{key[:20]}.npy"
-    cache = _open(dataset, path, key, n_segments, method)
-    if cache is None:
-        with file_lock(path):
-            cache = _open(dataset, path, key, n_segments, method)
-            if cache is None:
-                _build(dataset, path, key, n_segments, method)
-                cache = _open(dataset, path, key, n_segments, method)
-    if cache is None:  # pragma: no cover - only if the file vanished between writing and reading
-        raise DataError(f"train cache {path} could not be opened after building it")
-    return cache
+    return open_or_build(path, partial(_open, dataset, path, key, n_segments, method),
+                         partial(_build, dataset, path, key, n_segments, method), "train cache")
 
 
 def _expected_shape(dataset: FeatureDataset, n_segments: int) -> tuple[int, int, int, int]:
@@ -82,38 +65,23 @@ def _expected_shape(dataset: FeatureDataset, n_segments: int) -> tuple[int, int,
 
 
 def _open(dataset: FeatureDataset, path: Path, key: str, n_segments: int, method: str) -> TrainCache | None:
-    meta = read_json(path.with_suffix(".json"))
-    ids = [video.id for video in dataset.train]
-    if meta is None or meta.get("key") != key or meta.get("video_ids") != ids or not path.is_file():
+    opened = open_array(path, key, dataset.train)
+    if opened is None:
         return None
-    try:
-        features = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
+    _, features = opened
     if features.shape != _expected_shape(dataset, n_segments) or features.dtype != np.float32:
         return None
-    labels = np.array([video.label for video in dataset.train], dtype=np.int64)
-    classes = [video.anomaly_class for video in dataset.train]
+    ids, labels, classes = video_facts(dataset.train)
     return TrainCache(features, labels, ids, classes, path, key, n_segments, method)
 
 
 def _build(dataset: FeatureDataset, path: Path, key: str, n_segments: int, method: str) -> None:
-    tmp = temp_path(path)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=_expected_shape(dataset, n_segments))
+    def fill(out: np.ndarray) -> None:
         for row, video in enumerate(tqdm(dataset.train, desc=f"train cache ({dataset.config.name})", unit="video",
                                          disable=None)):
             features = dataset.read_video(video)  # (N, T, C)
             out[row] = resample_segments(features.transpose(1, 0, 2), n_segments, method).transpose(1, 0, 2)
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    write_json_atomic(path.with_suffix(".json"), {
-        "format": FORMAT_VERSION, "key": key, "dataset": dataset.config.name, "n_segments": n_segments,
-        "method": method, "shape": list(_expected_shape(dataset, n_segments)),
-        "video_ids": [video.id for video in dataset.train],
-        "labels": [video.label for video in dataset.train],
-        "classes": [video.anomaly_class for video in dataset.train],
-    })
+
+    shape = _expected_shape(dataset, n_segments)
+    write_array(path, shape, fill, {"format": FORMAT_VERSION, "key": key, "dataset": dataset.config.name,
+                                    "n_segments": n_segments, "method": method, "shape": list(shape)}, dataset.train)

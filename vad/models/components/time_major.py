@@ -129,6 +129,21 @@ def group_norm_time_major(norm: nn.GroupNorm, x: Tensor) -> Tensor:
     return norm(channels_last).permute(0, 2, 3, 1).reshape(b, t, c)
 
 
+def sequential_time_major(block: nn.Sequential, x: Tensor) -> Tensor:
+    """``block``'s layers in turn on ``x (b, T, C)``: ``Conv1d``, ``BatchNorm1d`` and ``GroupNorm`` time-major (as
+    above), any other layer (an activation) called as it is."""
+    for layer in block:
+        if isinstance(layer, nn.Conv1d):
+            x = conv1d_time_major(x, layer)
+        elif isinstance(layer, nn.BatchNorm1d):
+            x = batch_norm_time_major(layer, x)
+        elif isinstance(layer, nn.GroupNorm):
+            x = group_norm_time_major(layer, x)
+        else:
+            x = layer(x)
+    return x
+
+
 class TimeMajorBlock(nn.Module):
     """A block computed on time-major ``(b, T, C)`` tensors by :meth:`forward_time_major`.
 

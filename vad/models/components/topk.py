@@ -27,6 +27,13 @@ def topk_indices(magnitudes: Tensor, k: int, mask: Tensor | None = None) -> Tens
     return torch.topk(ranked, k, dim=1).indices
 
 
+def select_topk(magnitudes: Tensor, scores: Tensor, k: int, dropout: float) -> tuple[Tensor, Tensor]:
+    """``(idx (b, k), video_scores (b,))``: the ``k`` snippets of largest magnitude (times the dropout mask of
+    :func:`magnitude_dropout_mask`, one RNG draw when ``dropout > 0``) and the mean of their ``(b, T)`` scores."""
+    idx = topk_indices(magnitudes, k, magnitude_dropout_mask(magnitudes, dropout))
+    return idx, gather_scores(scores, idx).mean(dim=1)
+
+
 def gather_scores(scores: Tensor, idx: Tensor) -> Tensor:
     """``(b, k)`` scores at ``idx`` from ``(b, T)`` scores."""
     return torch.gather(scores, 1, idx)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vad.models.components.class_rows import class_rows
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
-from vad.models.components.topk import gather_features, gather_scores, magnitude_dropout_mask, topk_indices
+from vad.models.components.topk import gather_features, select_topk
 from vad.models.output import ModelOutput
 
 VARIANTS = ("current", "paper")
@@ -100,9 +100,7 @@ class MGFNLoss(nn.Module):
         l1_norms = torch.linalg.vector_norm(out.features, ord=1, dim=3, keepdim=True)  # (B, N, T, 1)
         selected, video_scores = {}, {}
         for name, rows in (("abnormal", abnormal), ("normal", normal)):  # the authors draw the abnormal mask first
-            magnitudes = out.magnitudes[rows]
-            idx = topk_indices(magnitudes, self.k, magnitude_dropout_mask(magnitudes, out.topk_dropout))
-            video_scores[name] = gather_scores(out.scores[rows], idx).mean(dim=1)
+            idx, video_scores[name] = select_topk(out.magnitudes[rows], out.scores[rows], self.k, out.topk_dropout)
             selected[name] = crop_major_rows(gather_features(l1_norms[rows], idx).squeeze(3))
 
         scores = torch.cat((video_scores["normal"], video_scores["abnormal"]))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from vad.models.components.class_rows import Rows, class_rows
 from vad.models.components.magnitude import rtfm_magnitude_loss
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
-from vad.models.components.topk import gather_features, gather_scores, magnitude_dropout_mask, topk_indices
+from vad.models.components.topk import gather_features, select_topk
 from vad.models.output import ModelOutput
 
 SMOOTHNESS_OPTIONS = {"flat": smoothness_flat, "per_video": smoothness_per_video}
@@ -83,9 +83,7 @@ class RTFMLoss(nn.Module):
         return normal, abnormal
 
     def _select_rows(self, out: ModelOutput, rows: Rows) -> Selection:
-        magnitudes = out.magnitudes[rows]
-        idx = topk_indices(magnitudes, self.k, magnitude_dropout_mask(magnitudes, out.topk_dropout))
-        video_scores = gather_scores(out.scores[rows], idx).mean(dim=1)
+        idx, video_scores = select_topk(out.magnitudes[rows], out.scores[rows], self.k, out.topk_dropout)
         return Selection(rows, idx, video_scores, gather_features(out.features[rows], idx))
 
     def terms(self, out: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
