@@ -23,6 +23,10 @@ TUNE_DEFAULTS = {
     "TUNE_GLOBAL_CHECKPOINT_S": "20",  # experiment snapshots every 20 s: cheap, and a resume replays little
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
+    # Tune's own per-trial loggers: only the JSON one is kept (passed explicitly: search.tracking reads its
+    # result.json to backfill MLflow after a crash); the CSV and TensorBoard copies of every result cost the
+    # driver CPU that the trials need, and MLflow already holds every epoch.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 LOCAL_RAY_DEFAULTS = {
     # A local Ray started for one sweep has no dashboard to feed: its agent's per-process statistics (psutil over
@@ -113,6 +117,7 @@ def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
     schedules, the :class:`search.tracking.TrialLogger` mirrors every trial into MLflow; ``resume`` restores the
     experiment in ``spec.paths`` instead (unfinished trials continue, errored ones stay failed)."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     from search.scheduler import PersistentASHA
     from search.searcher import make_searcher
@@ -137,7 +142,7 @@ def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
             scheduler=scheduler, num_samples=space.search.num_samples, max_concurrent_trials=plan.concurrent,
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=paths.name, storage_path=str(paths.storage), callbacks=[TrialLogger(spec.facts)],
+            name=paths.name, storage_path=str(paths.storage), callbacks=[JsonLoggerCallback(), TrialLogger(spec.facts)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=0), verbose=1,
             progress_reporter=tune.CLIReporter(metric_columns=["epoch", setup.objective, "val_loss"],

@@ -22,13 +22,10 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import sklearn
-from sklearn.decomposition import MiniBatchDictionaryLearning
-from sklearn.utils import gen_batches
-from sklearn.utils.extmath import randomized_svd
 from tqdm import tqdm
 
 from vad.paths import cache_root
@@ -114,6 +111,10 @@ def fit_dictionary(
 
     Runs ``n_iter`` mini-batch steps of ``batch_size`` channels (see the module docstring).
     """
+    from sklearn.decomposition import MiniBatchDictionaryLearning  # imported here: 1 s that trials never need
+    from sklearn.utils import gen_batches
+    from sklearn.utils.extmath import randomized_svd
+
     if n_iter < 1 or batch_size < 1:
         raise ValueError(f"learn_dictionary: n_iter and batch_size must be positive, got {n_iter}, {batch_size}")
     vectors = _as_vectors(vectors)
@@ -185,7 +186,7 @@ def learn_dictionary(
 
 def keyed_cache_path(inputs_key: str, *, ratio: float, n_iter: int, batch_size: int, random_state: int) -> Path:
     """The cache file for inputs named by ``inputs_key`` (instead of a hash of the vectors) and these settings."""
-    description = {"format": _FORMAT_VERSION, "sklearn": sklearn.__version__, "inputs": inputs_key,
+    description = {"format": _FORMAT_VERSION, "sklearn": version("scikit-learn"), "inputs": inputs_key,
                    "ratio": float(ratio), "n_iter": int(n_iter), "batch_size": int(batch_size),
                    "random_state": int(random_state), "transform": ["omp", NONZERO_COEFS]}
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
@@ -199,7 +200,7 @@ def dictionary_cache_path(
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     description = {
         "format": _FORMAT_VERSION,
-        "sklearn": sklearn.__version__,
+        "sklearn": version("scikit-learn"),
         "shape": list(vectors.shape),
         "ratio": float(ratio),
         "n_iter": int(n_iter),
