@@ -114,7 +114,8 @@ def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_ur
     tuner = make_tuner(TunerSpec(space, paths, facts, plan), resume=resume)
     if resume:
         print(f"Resuming sweep {paths.name} from {paths.experiment_dir}", flush=True)
-    print(f"Sweep {paths.name}: {space.search.num_samples} trial(s) of {space.base.model_name} "
+    fewer = "" if space.trials_to_run == space.search.num_samples else f" (the space has {space.finite_size} points)"
+    print(f"Sweep {paths.name}: {space.trials_to_run} trial(s){fewer} of {space.base.model_name} "
           f"({space.search.sampler}, {space.scheduler.name}); MLflow: {tracking_uri}", flush=True)
     try:
         trials = fit(tuner, paths, facts)
@@ -160,7 +161,7 @@ def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, trial
     from search.summary import collect_rows, ranked, results_table, write_summary
 
     rows = collect_rows(trials, space, paths.experiment_dir)
-    interrupted = any(row.outcome.status == "interrupted" for row in rows) or len(rows) < space.search.num_samples
+    interrupted = any(row.outcome.status == "interrupted" for row in rows) or len(rows) < space.trials_to_run
     print(f"\nSweep {paths.name}: top trials by best {space.search.metric} "
           f"(test metrics of each trial's selected checkpoint)\n")
     print(results_table(rows, space))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import random
 from typing import Any
 
@@ -77,10 +76,10 @@ class DistinctPointSearch(OptunaSearch):
         return tuple(params.get(name) for name in self._space)
 
     def _seen_points(self, exclude: int) -> set[tuple]:
-        """Points of the study's trials that ran, run or wait to run (not the redrawn duplicates)."""
-        failed = optuna.trial.TrialState.FAIL
+        """Points of the study's trials that ran (failed ones too: a diverged point diverges again), run or wait
+        to run; not the redrawn duplicates."""
         return {self._point(t.params) for t in self._ot_study.get_trials(deepcopy=False)
-                if t.number != exclude and t.state != failed}
+                if t.number != exclude and not t.user_attrs.get("duplicate_redrawn")}
 
     def _discard(self, trial_id: str) -> None:
         asked = self._ot_trials.pop(trial_id)
@@ -101,14 +100,6 @@ def _finite_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return list(dist.choices)
     return list(range(dist.low, dist.high + 1, dist.step))
-
-
-def finite_size(space: SearchSpace) -> int | None:
-    """The number of points of a space whose every key is discrete (``choice``, ``grid``, ``int``); else None."""
-    if any(p.kind not in ("choice", "grid", "int") for p in space.params.values()):
-        return None
-    return math.prod(len(p.values) if p.kind != "int" else int(p.values[1]) - int(p.values[0]) + 1
-                     for p in space.params.values())
 
 
 def distribution(param: Param) -> optuna.distributions.BaseDistribution:
@@ -143,6 +134,6 @@ def make_searcher(space: SearchSpace, metric: str) -> OptunaSearch:
         mode=space.search.mode,
         points_to_evaluate=None if grid else [space.baseline_point()],
         sampler=make_sampler(space),
-        finite_size=None if grid else finite_size(space),
+        finite_size=None if grid else space.finite_size,
         seed=space.search.seed,
     )

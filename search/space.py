@@ -165,6 +165,20 @@ class SearchSpace:
     def grid_size(self) -> int:
         return math.prod(len(p.values) for p in self.params.values()) if self.search.sampler == "grid" else 0
 
+    @property
+    def finite_size(self) -> int | None:
+        """The number of points when every key is discrete (``choice``, ``grid``, ``int``); else None."""
+        if any(p.kind not in ("choice", "grid", "int") for p in self.params.values()):
+            return None
+        return math.prod(int(p.values[1]) - int(p.values[0]) + 1 if p.kind == "int" else len(p.values)
+                         for p in self.params.values())
+
+    @property
+    def trials_to_run(self) -> int:
+        """``num_samples``, or fewer when a finite space has fewer points (no point runs twice)."""
+        size = self.finite_size
+        return self.search.num_samples if size is None else min(self.search.num_samples, size)
+
     def trial_config(self, params: dict[str, Any]) -> TrainConfig:
         """The config of one trial: the sweep config with the (decoded) searched values."""
         return self.sweep_config().with_overrides(self.decode(params))

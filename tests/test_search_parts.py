@@ -15,7 +15,7 @@ from search.outcome import TrialOutcome, trial_outcome
 from search.resources import NodeResources, ResourceError, plan_resources
 from search.run import main
 from search.scheduler import PersistentASHA
-from search.searcher import finite_size, make_searcher
+from search.searcher import make_searcher
 from search.space import Resources, load_space
 from search.summary import TrialRow, best_config, ranked, results_table, write_summary
 from search.sweep import SweepStateError, new_sweep, resumed_sweep
@@ -56,15 +56,16 @@ def test_finite_space_points_are_never_repeated_and_the_sweep_ends_when_all_ran(
     space = make_space(tmp_path, {"optim.weight_decay": {"choice": [5e-5, 5e-4, 5e-3]},
                                   "model.dilations": {"choice": [[1, 2], [1, 2, 4]]},
                                   "loss.k": {"int": [2, 3]}}, search={"sampler": sampler, "num_samples": 20})
-    assert finite_size(space) == 12
+    assert space.finite_size == 12 and space.trials_to_run == 12
     searcher = make_searcher(space, "best_val_loss")
     points, running = [], []
     for i in range(12):  # two trials in flight at a time: running points count as taken
         config = searcher.suggest(f"t{i}")
         points.append(json.dumps(space.decode(config), sort_keys=True))
         running.append(f"t{i}")
-        if len(running) == 2:
-            searcher.on_trial_complete(running.pop(0), {"best_val_loss": float(i % 5)})
+        if len(running) == 2:  # every fourth trial errors (a failed point is not tried again either)
+            done = running.pop(0)
+            searcher.on_trial_complete(done, None if i % 4 == 0 else {"best_val_loss": float(i % 5)}, error=i % 4 == 0)
     assert len(set(points)) == 12 and json.loads(points[0])["optim.weight_decay"] == 5e-4  # baseline first
     assert searcher.suggest("t12") == Searcher.FINISHED
     redrawn = [t for t in searcher._ot_study.get_trials() if t.user_attrs.get("duplicate_redrawn")]
@@ -74,7 +75,7 @@ def test_finite_space_points_are_never_repeated_and_the_sweep_ends_when_all_ran(
 def test_continuous_spaces_are_not_finite(tmp_path):
     space = make_space(tmp_path, {"optim.weight_decay": {"loguniform": [1e-5, 1e-2]},
                                   "model.dilations": {"choice": [[1, 2], [1, 2, 4]]}})
-    assert finite_size(space) is None
+    assert space.finite_size is None and space.trials_to_run == space.search.num_samples
 
 
 def test_grid_searcher_runs_every_point_once_baseline_first(tmp_path):

@@ -132,6 +132,20 @@ def test_grid_runs_exactly_its_grid_and_a_diverging_trial_fails_alone(ray_instan
     assert (first.data.params["loss.magnitude_weight"], first.data.params["model.dropout"]) == ("0.0001", "0.7")
 
 
+def test_a_finite_space_runs_each_point_once_and_ends_when_all_ran(ray_instance, store, tmp_path):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "tpe", "num_samples": 5, "epochs": 1},
+        "scheduler": {"name": "fifo"},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+        "params": {"model.dropout": {"choice": [0.5, 0.7]}},
+    }, BASE)
+    assert sweep(space, "F", tmp_path, store) == 0
+    trials = tune_trials(tmp_path, "F")
+    assert sorted(t.config["model.dropout"] for t in trials) == [0.5, 0.7]  # 2 points, not 5 trials
+    client, parent, children = runs_of(store, "F")
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+
+
 @pytest.mark.parametrize("space_file", sorted((REPO / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
 def test_smoke_test_runs_every_space(ray_instance, store, tmp_path, space_file):
     name = f"smoke-{space_file.stem}"
