@@ -695,15 +695,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             shutil.rmtree(work, ignore_errors=True)
     report["quick"] = args.quick
     report["load_average"] = [load_before, os.getloadavg()[0]]
-    print()
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.results:
-        from benchmarks.results_file import update_section
+    from benchmarks.results_file import publish
 
-        written = update_section("data_path", results_section(report), Path(args.results))
-        print(f"\nwrote the data_path section of {written}")
+    publish(report, render(report), section="data_path", results_section=results_section, json_path=args.json,
+            results_path=args.results)
     return report
 
 

@@ -270,14 +270,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "grid": grid, "grid_name": "quick" if args.quick else args.grid,
               "seconds": time.perf_counter() - started, "grid_events": grid_events, "runs": runs,
               "analysis": analyse(grid_events, runs, args.tolerance)}
-    print()
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.results:
-        from benchmarks.results_file import update_section
+    from benchmarks.results_file import publish
 
-        print(f"\nwrote {update_section('early_stopping', results_section(report), Path(args.results))}")
+    publish(report, render(report), section="early_stopping", results_section=results_section, json_path=args.json,
+            results_path=args.results)
     return report
 
 

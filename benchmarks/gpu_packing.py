@@ -414,14 +414,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["analysis"] = analyse(report)
-    print()
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.results and on_gpu:
-        from benchmarks.results_file import update_section
+    from benchmarks.results_file import publish
 
-        print(f"\nwrote {update_section('gpu', results_section(report), Path(args.results))}")
+    publish(report, render(report), section="gpu", results_section=results_section, json_path=args.json,
+            results_path=args.results if on_gpu else None)
     return report
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -78,3 +81,16 @@ def _locked(lock: Path):
 def stamp() -> str:
     """``YYYY-mm-dd`` of the run, for the section headers."""
     return time.strftime("%Y-%m-%d")
+
+
+def publish(report: dict[str, Any], text: str, *, section: str, results_section: Callable[[dict], str],
+            json_path: Path | None, results_path: str | None) -> None:
+    """A benchmark's ending: print ``text`` (its tables), write ``report`` to ``json_path`` and, with
+    ``results_path``, replace the ``## <section>`` of that RESULTS file with ``results_section(report)``."""
+    print()
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2, default=str))
+    if results_path:
+        written = update_section(section, results_section(report), Path(results_path))
+        print(f"\nwrote the {section} section of {written}")

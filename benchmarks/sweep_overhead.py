@@ -465,14 +465,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
               "calibration": calibration, "sweep": sweep, "sequential_s": sequential, "concurrent": concurrent,
               "load_average": [load_before, os.getloadavg()[0]],
               "analysis": analyse(sweep, sequential, concurrent, args.concurrency, baseline_cpu.seconds)}
-    print()
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.results:
-        from benchmarks.results_file import update_section
+    from benchmarks.results_file import publish
 
-        print(f"\nwrote {update_section('sweep_overhead', results_section(report), Path(args.results))}")
+    publish(report, render(report), section="sweep_overhead", results_section=results_section, json_path=args.json,
+            results_path=args.results)
     return report
 
 

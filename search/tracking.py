@@ -335,7 +335,7 @@ class TrialLogger(Callback):
     def _log_epoch(self, trial_id: str, run_id: str, result: dict[str, Any]) -> None:
         """Queue one epoch's metrics (``step=epoch``); :meth:`_flush` writes them in batches, so the driver's
         per-epoch cost stays small next to packed trials. Queued epochs a killed driver never wrote are
-        back-filled from Tune's results when the trial's run is closed (see :meth:`_backfill`)."""
+        back-filled from Tune's results when a resumed sweep finds the run again (see :meth:`_backfill`)."""
         epoch = int(result.get("epoch", 0) or 0)
         if epoch <= self._logged_epoch.get(trial_id, 0):
             return  # an epoch replayed after a restart (same values: the run resumes exactly)
@@ -395,8 +395,7 @@ class TrialLogger(Callback):
         """End a trial's run with ``status`` after logging its outcome, scores and selected checkpoint."""
         if trial.trial_id in self._closed:
             return
-        run_id = self._run_of(trial, reopen=False)
-        self._backfill(trial, run_id)
+        run_id = self._run_of(trial, reopen=False)  # a run found again (a resumed sweep) is back-filled there
         self._flush(run_id)
         folder = run_dir(self.facts.experiment_dir, trial.trial_id)
         outcome = trial_outcome(folder, getattr(trial, "last_result", None), epochs=self.facts.space.search.epochs,
