@@ -13,7 +13,7 @@ Side by side, each measurement in a fresh Python process (so peak memory is that
    real-width cost of the full UCF cache is extrapolated linearly in bytes from ``ucf-wide`` (and, as a check,
    from ``ucf``): generating 30 GB of features is not a benchmark of a few minutes.
 2. **Trial start**: from the trial's first line (torch already imported; the import is shown apart) to the end
-   of its first training step, via the real ``vad.train.train``: opening the sweep's prepared data with
+   of its first training step, via the real ``vad.training.train``: opening the sweep's prepared data with
    ``open_prepared`` (what a trial does: the manifest), with ``prepare_data`` (re-validating the dataset), and the
    authors' way (read the list, build the model; the first batch loads its videos' files).
 3. **One epoch** (``--steps`` steps of ``--batch`` + ``--batch`` videos, RTFM scaled to the width) reading batches
@@ -118,7 +118,7 @@ def _timed_imports() -> tuple[float, float]:
     started = time.perf_counter()
     import torch
 
-    import vad.train  # noqa: F401
+    import vad.training  # noqa: F401
     imported = time.perf_counter()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     return imported - started, time.perf_counter() - imported
@@ -142,17 +142,17 @@ def child_prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_start(spec: dict[str, Any]) -> dict[str, Any]:
-    """A trial of ours until its first step is done: data (``manifest`` or ``prepare``), then ``vad.train.train``,
+    """A trial of ours until its first step is done: data (``manifest`` or ``prepare``), then ``vad.training.train``,
     timed at the moment it starts training (``train_one_epoch`` entered) and after its first optimizer step."""
     import_s, warmup_s = _timed_imports()
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    import vad.train
+    import vad.training
     from vad.prepare import open_prepared, prepare_data
 
     config = _config(spec)
     marks: dict[str, float] = {}
-    original = vad.train.train_one_epoch
+    original = vad.training.train_one_epoch
 
     def entered(*args: Any, **kwargs: Any) -> Any:
         marks["training"] = time.perf_counter()
@@ -162,17 +162,17 @@ def child_start(spec: dict[str, Any]) -> dict[str, Any]:
         marks["first_step_done"] = time.perf_counter()
         raise _FirstStepDone
 
-    vad.train.train_one_epoch = entered
+    vad.training.train_one_epoch = entered
     hook = register_optimizer_step_post_hook(stepped)
     started = time.perf_counter()
     try:
         prepared = open_prepared(config) if spec["how"] == "manifest" else prepare_data(config)
         marks["data_open"] = time.perf_counter()
-        vad.train.train(config, lambda metrics, folder: None, out_dir=Path(spec["out"]), prepared=prepared)
+        vad.training.train(config, lambda metrics, folder: None, out_dir=Path(spec["out"]), prepared=prepared)
     except _FirstStepDone:
         pass
     finally:
-        vad.train.train_one_epoch = original
+        vad.training.train_one_epoch = original
         hook.remove()
     return {"import_s": import_s, "warmup_s": warmup_s, "data_s": marks["data_open"] - started,
             "to_training_s": marks["training"] - started,
@@ -226,10 +226,10 @@ def child_start_authors(spec: dict[str, Any]) -> dict[str, Any]:
     import_s, warmup_s = _timed_imports()
     import torch
 
+    from vad.builders import build_optimizer
     from vad.data import DatasetConfig
     from vad.models import create_loss, create_model
     from vad.prepare import open_prepared, resolve_dataset
-    from vad.train import build_optimizer
 
     config = _config(spec)
     torch.set_num_threads(spec["threads"])
@@ -253,11 +253,11 @@ def child_start_authors(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_batches(config: Any, prepared: Any) -> list[Any]:
-    """The training rows of each batch of epoch 1, as ``vad.train`` draws them."""
+    """The training rows of each batch of epoch 1, as ``vad.training`` draws them."""
     import numpy as np
 
+    from vad.builders import epoch_batches
     from vad.data import BalancedBatchSampler
-    from vad.train import epoch_batches
 
     sampler = BalancedBatchSampler(np.asarray(prepared.train_cache.labels)[prepared.train_rows],
                                    config.train.batch_per_class, seed=config.train.seed)
@@ -278,11 +278,11 @@ def child_epoch(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from vad.builders import build_optimizer
     from vad.engine import rows_to_batch
-    from vad.evaluation import as_tensor
     from vad.models import create_loss, create_model
     from vad.prepare import open_prepared
-    from vad.train import build_optimizer
+    from vad.scoring import as_tensor
 
     config = _config(spec)
     torch.set_num_threads(spec["threads"])
@@ -327,8 +327,8 @@ def child_hold(spec: dict[str, Any]) -> None:
     import numpy as np
     import torch
 
-    from vad.evaluation import as_tensor
     from vad.prepare import open_prepared
+    from vad.scoring import as_tensor
 
     torch.set_num_threads(1)
     prepared = open_prepared(_config(spec))

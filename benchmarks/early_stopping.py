@@ -102,7 +102,7 @@ def run_sweep(space: Path, name: str, work: Path, seed: int | None = None) -> li
         space.write_text(yaml.safe_dump(text, sort_keys=False))
     tracking = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
     status = search.run.main(["--space", str(space), "--name", name, "--storage", str(work / "ray_results"),
-                              "--tracking-uri", tracking])
+                              "--tracking-uri", tracking, "--confirm-top", "0"])
     if status != 0:
         raise RuntimeError(f"sweep {name} ended with status {status}")
     return epochs_in_order(tracking, name)

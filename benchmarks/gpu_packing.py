@@ -84,10 +84,10 @@ def _trial(spec: dict[str, Any]) -> tuple[Any, ...]:
     import numpy as np
     import torch
 
+    from vad.builders import build_optimizer, epoch_batches
     from vad.config import TrainConfig
     from vad.data import BalancedBatchSampler
     from vad.models import create_loss, create_model
-    from vad.train import build_optimizer, epoch_batches
 
     sizes = Sizes(**spec["sizes"])
     device = _device(spec)
@@ -206,7 +206,7 @@ def child_residency(spec: dict[str, Any]) -> dict[str, Any]:
 def child_precision(spec: dict[str, Any]) -> dict[str, Any]:
     """The demo config trained in fp32 and bf16 for each seed, in this process."""
     from vad.config import TrainConfig
-    from vad.train import train
+    from vad.training import train
 
     runs = []
     for seed in spec["seeds"]:
@@ -248,7 +248,8 @@ def packed_sweep(work: Path, tiny: bool) -> dict[str, Any]:
     space["resources"].update(gpus_per_trial=0.25, max_concurrent=4)
     (work / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
     command = [sys.executable, "-m", "search.run", "--space", str(work / "space.yaml"), "--name", "gpu-packing",
-               "--storage", str(work / "ray_results"), "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"]
+               "--storage", str(work / "ray_results"), "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+               "--confirm-top", "0"]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
     seconds = time.perf_counter() - started

@@ -48,10 +48,10 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from benchmarks.authors_pattern import FORWARDS, LOSSES, baseline_input  # noqa: E402
 from benchmarks.authors_repo import AuthorsRepoError, load_authors_model, parse_authors_repos  # noqa: E402
 from benchmarks.machine import describe_machine, matmul_peak, synchronize  # noqa: E402
+from vad.builders import build_optimizer  # noqa: E402
 from vad.config import TrainConfig  # noqa: E402
 from vad.data.synthetic import PRESETS  # noqa: E402
 from vad.models import create_loss, create_model  # noqa: E402
-from vad.train import build_optimizer  # noqa: E402
 
 MODELS = ("rtfm", "mgfn", "s3r")
 SIZES = ("ucf", "xd", "demo", "reference")

@@ -62,7 +62,7 @@ def time_training(config: dict[str, Any], out: Path) -> float:
     """Wall seconds of ``vad.train.train`` on ``config`` (data prepared beforehand: the sweep prepares once too)."""
     from vad.config import TrainConfig
     from vad.prepare import open_prepared
-    from vad.train import train
+    from vad.training import train
 
     train_config = TrainConfig.from_dict(config)
     started = time.perf_counter()
@@ -207,7 +207,7 @@ def run_sweep(space: Path, work: Path) -> dict[str, Any]:
         with TreeCpu(interval=0.5) as cpu:
             sweep_started = time.perf_counter()
             status = search.run.main(["--space", str(space), "--name", "overhead", "--storage", str(storage),
-                                      "--tracking-uri", tracking_uri])
+                                      "--tracking-uri", tracking_uri, "--confirm-top", "0"])
             sweep_s = time.perf_counter() - sweep_started
     finally:
         probe.restore()

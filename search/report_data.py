@@ -1,9 +1,16 @@
-"""A sweep as MLflow holds it, read back for reports (nothing outside MLflow is read).
+"""A sweep as MLflow holds it, read back for reports (nothing outside MLflow is read). The only module that reads
+MLflow (:mod:`search.tracking` is the only one that writes it).
 
 ``load_sweep`` finds the sweep's experiment (named after the sweep, or given by name or id), its parent run
-(``run_type=sweep``), its own trial runs (child runs without a ``group`` tag) and the groups logged under the same
-parent (``group=retrain``: the seeds of ``search.retrain``, one group per ``retrain`` tag). An experiment without
-a parent run is read as a flat list of trial runs. Metric histories and artifacts are fetched when asked for.
+(``run_type=sweep``), its own trial runs (child runs without a ``group`` tag, or ``group=search``) and the seed
+groups logged under the same parent (``group=retrain``: the seeds of ``search.retrain``, one group per ``retrain``
+tag; ``group=confirm``: the seed confirmation, one group per confirmed configuration). An experiment without a
+parent run is read as a flat list of trial runs. Metric histories and artifacts are fetched when asked for.
+
+Which data chose what is read from the tags ``search.run`` writes (``checkpoint_chosen_by``, ``trial_chosen_by``
+on child runs, ``protocol=test-selected`` on a diagnostic sweep's parent) and, for runs logged before those tags,
+from the catalogue's source of the metric named by ``train.selection`` / ``search.metric``
+(:func:`uses_test_data`).
 """
 
 from __future__ import annotations
@@ -16,11 +23,33 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from search.space import METRIC_MODES
-from search.tracking import GROUP, RUN_TYPE
+from search.tracking import GROUP, RUN_TYPE, find_parent_run
+from vad.metrics.catalogue import get_metric
 
 RETRAIN = "retrain"
 """Value of the ``group`` tag of retrained seeds; their ``retrain`` tag names the retrain."""
+CONFIRM = "confirm"
+"""Value of the ``group`` tag of the seed confirmation's runs (one seed group per confirmed configuration)."""
+SEARCH = "search"
+"""Value of the ``group`` tag of a sweep's own trials (older sweeps leave them untagged)."""
+SEED_GROUPS = (RETRAIN, CONFIRM)
+CONFIRM_KEYS = ("confirm_of_trial", "confirm_rank", "confirm_of")
+"""Tags that may name a confirmed configuration (the first present one is used)."""
+ALIASES = {"val_ref_loss": "val_loss"}
+"""Per-epoch metrics a run leaves out when they equal another (``search.tracking.logged_metrics``)."""
+TEST_SELECTED = "test-selected"
+"""Value of a diagnostic sweep's parent tag ``protocol``, and the label of every row chosen with test data."""
+
+
+def uses_test_data(metric: str | None) -> bool:
+    """Whether choosing with ``metric`` uses the test set (its catalogue source; an uncatalogued ``test_*`` or
+    ``selected_*`` name counts as test data too)."""
+    if not metric:
+        return False
+    try:
+        return get_metric(metric).uses_test_data
+    except KeyError:
+        return metric.startswith(("test_", "selected_"))
 
 
 class ReportError(RuntimeError):
@@ -54,13 +83,16 @@ class TrackedRun:
     @property
     def label(self) -> str:
         """``t003`` for a sweep trial, ``seed=2`` for a retrained seed, else the run name."""
-        if self.tags.get(GROUP) == RETRAIN and "seed" in self.tags:
+        if self.tags.get(GROUP) in SEED_GROUPS and "seed" in self.tags:
             return f"seed={self.tags['seed']}"
         return f"t{self.number:03d}" if self.number else self.name
 
     def history(self, key: str) -> dict[int, float]:
         """``{epoch: value}`` of a per-epoch metric (the last value logged at each step; empty when never
-        logged)."""
+        logged). ``val_ref_loss`` falls back to ``val_loss``: a run logs it only where it differs (its own loss
+        settings are not the reference's)."""
+        if key in ALIASES and key not in self.metrics and key not in self._histories:
+            return self.history(ALIASES[key])
         if key not in self._histories:
             points: dict[int, tuple[int, float]] = {}
             if key in self.metrics:
@@ -115,6 +147,17 @@ class TrackedSweep:
                 return run.params["data.dataset"]
         return None
 
+    @property
+    def test_steered(self) -> str | None:
+        """Why the sweep's own search (sampler, ASHA, ranking) used test data, or ``None`` when it did not: the
+        parent's ``protocol=test-selected`` tag, or (older sweeps) a ``search.metric`` computed on the test set."""
+        if self.parent is None:
+            return None
+        if self.parent.tags.get("protocol") == TEST_SELECTED:
+            return "the sweep is tagged protocol=test-selected"
+        metric = self.parent.params.get("search.metric")
+        return f"the sweep ranked its trials on {metric}" if uses_test_data(metric) else None
+
 
 def _first_of(tag: str, param: str, parent: TrackedRun | None, runs: list[TrackedRun]) -> str | None:
     if parent is not None and parent.tags.get(tag):
@@ -125,6 +168,25 @@ def _first_of(tag: str, param: str, parent: TrackedRun | None, runs: list[Tracke
         if run.params.get(param):
             return run.params[param]
     return None
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """A client that reads the tracking store at ``tracking_uri`` (writes go through :mod:`search.tracking`)."""
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def find_sweep_parent(client: MlflowClient, experiment_id: str) -> TrackedRun | None:
+    """The sweep's parent run (``run_type=sweep``) in the experiment, or ``None``."""
+    run = find_parent_run(client, experiment_id)
+    return TrackedRun.from_run(run, client) if run is not None else None
+
+
+def find_trial(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> TrackedRun | None:
+    """The sweep's own child run (``group=search``, or no ``group`` tag) of Tune trial ``trial_id``, or ``None``."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{parent_run_id}'")
+    runs = [TrackedRun.from_run(run, client) for run in runs if run.data.tags.get(GROUP, SEARCH) == SEARCH]
+    return runs[0] if runs else None
 
 
 def find_experiment(client: MlflowClient, name: str, *, by_id: bool = False) -> Any:
@@ -156,17 +218,33 @@ def load_sweep(client: MlflowClient, name: str, *, by_id: bool = False, metric: 
     for run in runs:
         if run is parent or (parent is not None and run.tags.get("mlflow.parentRunId") != parent.run_id):
             continue
-        if run.tags.get(GROUP) == RETRAIN:
-            groups.setdefault(run.tags.get(RETRAIN, RETRAIN), []).append(run)
-        elif GROUP not in run.tags:
+        group = run.tags.get(GROUP)
+        if group in SEED_GROUPS:
+            groups.setdefault(_group_name(run, group), []).append(run)
+        elif group is None or group == SEARCH:
             trials.append(run)
     if not trials:
         raise ReportError(f"experiment {experiment.name!r} in {client.tracking_uri} holds no trial runs")
     metric = metric or (parent.params.get("search.metric") if parent else None) or "val_loss"
-    mode = METRIC_MODES.get(metric) or (parent.params.get("search.mode") if parent else None) or "min"
+    mode = _mode(metric) or (parent.params.get("search.mode") if parent else None) or "min"
     return TrackedSweep(experiment.name, experiment.experiment_id, client.tracking_uri, parent,
                         sorted(trials, key=lambda run: (run.number, run.name)),
                         {name: sorted(runs, key=_seed_order) for name, runs in sorted(groups.items())}, metric, mode)
+
+
+def _mode(metric: str) -> str | None:
+    try:
+        return get_metric(metric).mode
+    except KeyError:
+        return None
+
+
+def _group_name(run: TrackedRun, group: str) -> str:
+    """A retrain's name (its ``retrain`` tag), or ``confirm <config>`` for a confirmed configuration."""
+    if group == RETRAIN:
+        return run.tags.get(RETRAIN, RETRAIN)
+    key = next((run.tags[tag] for tag in CONFIRM_KEYS if run.tags.get(tag)), "")
+    return f"{CONFIRM} {key}".strip()
 
 
 def _seed_order(run: TrackedRun) -> tuple[int, str]:

@@ -5,13 +5,19 @@ Each trial run becomes a trial of a new in-memory study (``optuna.create_study``
 values (the run's params, read with the distributions the parent run logged as ``space.<key>``), the best value
 of the sweep metric over its epochs as the objective (what the sweep's own study was told: Tune's ``OptunaSearch``
 reports ASHA-stopped trials as complete with their last running best), the per-epoch values as intermediate
-values; errored runs (FAILED) are failed trials, interrupted ones (KILLED, RUNNING) are left out.
+values; errored runs (FAILED) are failed trials, interrupted ones (KILLED, RUNNING) are left out. Trial numbers
+match the sweep's ``tNNN`` (the gaps are filled with failed placeholder trials, user attr ``placeholder``, which
+no plot draws).
+
+The HTML plots work offline: they load ``plotly.min.js`` written once beside them (never a CDN). The importances
+of a sweep where few trials ran the full budget (most stopped by ASHA) carry a caveat in their title.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import textwrap
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +30,11 @@ from search.report_data import TrackedSweep
 from search.searcher import distribution
 from search.space import KINDS, Param
 from search.tracking import as_text
+from vad.plots import save_figure
 
 SPACE_PREFIX = "space."
+FEW_FULL = 10
+"""Fewer trials than this ran the full epoch budget: the parameter importances carry a caveat."""
 
 
 class StudyError(ValueError):
@@ -71,9 +80,15 @@ def build_study(sweep: TrackedSweep) -> optuna.Study | None:
     distributions = {name: distribution(param) for name, param in params.items()}
     direction = "minimize" if sweep.mode == "min" else "maximize"
     study = optuna.create_study(study_name=sweep.name, direction=direction)
-    for run in sweep.trials:
-        if run.status in ("RUNNING", "KILLED") or not all(name in run.params for name in params):
-            continue
+    runs = [run for run in sweep.trials
+            if run.status not in ("RUNNING", "KILLED") and all(name in run.params for name in params)]
+    numbered = sorted((run for run in runs if run.number), key=lambda run: run.number)
+    if len({run.number for run in numbered}) < len(numbered):
+        numbered = []  # repeated numbers: no alignment possible, the runs are added in their order
+    for run in numbered + [run for run in runs if run not in numbered]:
+        while run in numbered and len(study.trials) < run.number:  # trial k of the study is the sweep's t<k>
+            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                      user_attrs={"placeholder": True}))
         values = {name: trial_value(param, run.params[name]) for name, param in params.items()}
         objective = run.best(sweep.metric, sweep.mode) if run.status != "FAILED" else None
         state = optuna.trial.TrialState.COMPLETE if objective is not None else optuna.trial.TrialState.FAIL
@@ -82,6 +97,24 @@ def build_study(sweep: TrackedSweep) -> optuna.Study | None:
             params=values, distributions=distributions, value=objective, state=state,
             intermediate_values=intermediate, user_attrs={"run": run.name, "trial": run.label}))
     return study
+
+
+def real_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials without the placeholders that align its numbers with the sweep's."""
+    return [trial for trial in study.trials if not trial.user_attrs.get("placeholder")]
+
+
+def full_budget_caveat(sweep: TrackedSweep, epochs: int | None) -> str | None:
+    """``only 3 of 12 trials ran the full budget`` when fewer than :data:`FEW_FULL` did (not stopped by ASHA nor
+    failed, and reached ``epochs`` when known or stopped early by their own patience); ``None`` otherwise."""
+    finished = [run for run in sweep.trials if run.status not in ("RUNNING", "KILLED")]
+    full = [run for run in finished if run.status != "FAILED" and run.tags.get("stopped_by") != "asha"
+            and (epochs is None or run.tags.get("train_status") == "early_stopped"
+                 or max(run.history("val_loss") or {0: 0}) >= epochs)]
+    if len(full) >= FEW_FULL:
+        return None
+    return (f"only {len(full)} of {len(finished)} trials ran the full budget: importances computed from few, "
+            f"mostly stopped trials are unreliable")
 
 
 @dataclass(frozen=True)
@@ -104,9 +137,11 @@ STUDY_PLOTS = (
 )
 
 
-def write_study_plots(study: optuna.Study, folder: Path, target_name: str) -> tuple[list[Path], list[str]]:
-    """Each of :data:`STUDY_PLOTS` as ``optuna_<name>.png`` and ``optuna_<name>.html`` in ``folder``; returns the
-    files written and a note per plot that could not be drawn (e.g. too few finished trials)."""
+def write_study_plots(study: optuna.Study, folder: Path, target_name: str,
+                     caveat: str | None = None) -> tuple[list[Path], list[str]]:
+    """Each of :data:`STUDY_PLOTS` as ``optuna_<name>.png`` (300 dpi), ``.pdf`` and ``.html`` (offline: it loads
+    ``plotly.min.js`` beside it) in ``folder``, the importances titled with ``caveat`` when given; returns the PNG
+    and HTML files written and a note per plot that could not be drawn (e.g. too few finished trials)."""
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,13 +156,17 @@ def write_study_plots(study: optuna.Study, folder: Path, target_name: str) -> tu
             notes.append(f"{plot.title}: not drawn ({exc})")
             plt.close("all")
             continue
+        first = axes.flat[0] if hasattr(axes, "flat") else axes
+        if caveat and plot.name == "param_importances":
+            figure.update_layout(title=f"{plot.title} (caveat: {caveat})")
+            for loc in ("left", "center", "right"):
+                first.set_title("", loc=loc)  # optuna's own title, replaced
+            first.set_title(f"{plot.title}\n" + textwrap.fill(f"caveat: {caveat}", 90), fontsize=9, loc="left")
         html = folder / f"optuna_{plot.name}.html"
-        figure.write_html(str(html), include_plotlyjs="cdn")
-        png = folder / f"optuna_{plot.name}.png"
-        canvas = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+        figure.write_html(str(html), include_plotlyjs="directory")  # plotly.min.js beside it: works offline
+        canvas = first.figure
         canvas.set_size_inches(max(canvas.get_size_inches()[0], 8), max(canvas.get_size_inches()[1], 4.5))
         canvas.tight_layout()
-        canvas.savefig(png, dpi=110)
-        plt.close(canvas)
+        png = save_figure(canvas, folder / f"optuna_{plot.name}.png")
         files += [png, html]
     return files, notes

@@ -1,4 +1,4 @@
-"""``python -m search.retrain --from SWEEP --seeds 5``: retrain a sweep's best config with several seeds.
+"""``python -m search.retrain --sweep SWEEP --seeds 5``: retrain a sweep's best config with several seeds.
 
 The seeds run as Tune trials of a grid over ``train.seed`` (so they pack onto GPUs like sweep trials), with the
 sweep's own trainable, resources and MLflow trial logger: each seed is a child run of the sweep's parent run,
@@ -16,27 +16,28 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from mlflow import MlflowClient
 
-from search.cli import TUNE_ERRORS, add_cluster_args, run_command, tune_session
-from search.report_data import RETRAIN, ReportError, TrackedRun, find_experiment, load_sweep
-from search.report_figures import dataset_layout
-from search.report_tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
-from search.space import SearchSpace, load_space
-from search.sweep import SweepPaths, SweepStateError, check_name
-from search.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri, find_parent_run
-from search.tuner import TunerSpec, fit, make_tuner, plan_trials
+from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
 
-RETRAIN_ERRORS = (*TUNE_ERRORS, ReportError)
+if TYPE_CHECKING:  # MLflow, Ray and torch are imported when a retrain runs, not for --help
+    from search.report_data import TrackedRun
+    from search.space import SearchSpace
+    from search.sweep import SweepPaths
+
+EXAMPLES = [
+    "python -m search.retrain --sweep rtfm-ucf --seeds 5",
+    "python -m search.retrain --sweep rtfm-ucf --seeds 10 --first-seed 100 --gpus-per-trial 0.25",
+]
 SEARCH_KEYS = ("metric", "mode", "checkpoint_every")
 """Settings of the sweep's ``search`` section that a retrain keeps (the rest: a grid over the seeds)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m search.retrain", description=__doc__.splitlines()[0])
-    parser.add_argument("--from", dest="sweep", required=True, metavar="SWEEP", help="the sweep's name")
+    parser = make_parser("python -m search.retrain", __doc__, EXAMPLES)
+    add_sweep_name(parser, "the sweep's name (its MLflow experiment)", "--from", required=True)
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     parser.add_argument("--first-seed", type=int,
                         help="seeds are first, first+1, ... (default: the best config's train.seed)")
@@ -49,19 +50,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(retrain, parse_args(argv), RETRAIN_ERRORS)
+    args = parse_args(argv)
+    from search.report_data import ReportError
+
+    return run_command(retrain, args, (*tune_errors(), ReportError))
 
 
 class SweepSource:
     """The sweep being retrained, as its MLflow parent run describes it."""
 
-    def __init__(self, client: MlflowClient, name: str) -> None:
-        self.client, self.name = client, name
-        self.experiment = find_experiment(client, name)
-        parent = find_parent_run(client, self.experiment.experiment_id)
+    def __init__(self, tracking_uri: str, name: str) -> None:
+        from search.report_data import ReportError, find_experiment, find_sweep_parent, open_client
+
+        self.tracking_uri, self.name = tracking_uri, name
+        self.client = open_client(tracking_uri)
+        self.experiment = find_experiment(self.client, name)
+        parent = find_sweep_parent(self.client, self.experiment.experiment_id)
         if parent is None:
             raise ReportError(f"experiment {name!r} holds no sweep (no parent run with run_type=sweep)")
-        self.parent = TrackedRun.from_run(parent, client)
+        self.parent = parent
         if self.parent.status == "RUNNING":
             raise ReportError(f"sweep {name!r} is still running (its parent run is RUNNING); retrain it once it "
                               f"has finished")
@@ -70,17 +77,19 @@ class SweepSource:
         with tempfile.TemporaryDirectory(prefix="wsvad-retrain-") as folder:
             local = self.parent.download(path, Path(folder))
             if local is None:
+                from search.report_data import ReportError
+
                 raise ReportError(f"sweep {self.name!r}: its parent run has no {path} artifact (a sweep writes it "
                                   f"when it ends; was it interrupted before any trial finished?)")
             return local.read_text()
 
     def best_trial(self) -> TrackedRun | None:
-        trial_id = self.parent.tags.get("best_trial_id")
-        runs = self.client.search_runs(
-            [self.experiment.experiment_id],
-            filter_string=f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{self.parent.run_id}'")
-        runs = [TrackedRun.from_run(run, self.client) for run in runs if GROUP not in run.data.tags]
-        return runs[0] if runs else None
+        """The sweep trial whose configuration ``best_config.yaml`` holds: the confirmed winner's source trial
+        when the sweep ran its confirmation, else the best trial."""
+        from search.report_data import find_trial
+
+        trial_id = self.parent.tags.get("confirmed_trial_id") or self.parent.tags.get("best_trial_id")
+        return find_trial(self.client, self.experiment.experiment_id, self.parent.run_id, trial_id)
 
     def default_storage(self) -> Path | None:
         folder = Path(self.parent.tags.get("experiment_dir", ""))
@@ -88,10 +97,16 @@ class SweepSource:
 
 
 def retrain(args: argparse.Namespace) -> int:
+    from search.cli import tune_session
+    from search.report_data import RETRAIN
+    from search.sweep import SweepPaths, SweepStateError, check_name
+    from search.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri
+    from search.tuner import TunerSpec, plan_trials, run_group
+
     if args.seeds < 1:
         raise SweepStateError(f"--seeds must be at least 1, got {args.seeds}")
     tracking_uri = args.tracking_uri or default_tracking_uri(Path.cwd())
-    source = SweepSource(MlflowClient(tracking_uri=tracking_uri), args.sweep)
+    source = SweepSource(tracking_uri, args.sweep)
     best = source.best_trial()
     name = check_name(args.name or f"{args.sweep}-retrain-{time.strftime('%Y%m%d-%H%M%S')}")
     storage = Path(args.storage).expanduser().resolve() if args.storage else (
@@ -106,10 +121,9 @@ def retrain(args: argparse.Namespace) -> int:
 
     with tune_session(space, args) as prepared:
         space, plan = plan_trials(space)
-        from vad.train import resolve_config
+        from vad.builders import resolve_config
 
         target = TrackingTarget(tracking_uri, source.experiment.experiment_id, source.parent.run_id)
-        target.save(paths.search_dir)
         child_tags = {GROUP: RETRAIN, RETRAIN: name,
                       "baseline": best.tags.get("baseline", "false") if best else "false"}
         if best is not None:
@@ -117,13 +131,15 @@ def retrain(args: argparse.Namespace) -> int:
         facts = SweepFacts(args.sweep, str(paths.experiment_dir), space.base.model_name,
                            str(prepared.describe()["dataset"]), resolve_config(space.sweep_config(), prepared), space,
                            child_tags=child_tags, run_label=f"{best.label if best else 'best'}-retrain")
-        trials = fit(make_tuner(TunerSpec(space, paths, facts, plan), resume=False), paths, facts)
+        trials = run_group(TunerSpec(space, paths, facts, plan, verbose=args.verbose), target, resume=False)
     return finish(source, name, paths, len(trials), len(seeds))
 
 
 def write_retrain_space(source: SweepSource, paths: SweepPaths, args: argparse.Namespace) -> SearchSpace:
     """The retrain as a space file: the sweep's best config as the base (seed = the first seed), a grid over
     ``train.seed``, the sweep's metric, FIFO, the sweep's resources (or the command line's)."""
+    from search.space import load_space
+
     best = yaml.safe_load(source.artifact_text("best_config.yaml"))
     sweep_space = yaml.safe_load(source.artifact_text("space/space.yaml")) or {}
     first = args.first_seed if args.first_seed is not None else int(best.get("train", {}).get("seed", 0) or 0)
@@ -147,12 +163,31 @@ def write_retrain_space(source: SweepSource, paths: SweepPaths, args: argparse.N
     path = folder / "space.yaml"
     path.write_text(f"# search.retrain --from {source.name}: {len(seeds)} seeds of its best config\n"
                     + yaml.safe_dump(space, sort_keys=False))
-    return load_space(path).with_settings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+    # a sweep that ranked on test data (a --diagnostic sweep) is retrained under the same, labelled protocol
+    diagnostic = parent_was_diagnostic(source, search)
+    return load_space(path, diagnostic=diagnostic).with_settings(cpus_per_trial=args.cpus_per_trial,
+                                                                 gpus_per_trial=args.gpus_per_trial)
+
+
+def parent_was_diagnostic(source: SweepSource, search: dict) -> bool:
+    """Whether the source sweep ranked or selected with test data (its metric's catalogue source is the test set)."""
+    from vad.metrics.catalogue import get_metric
+
+    metric = search.get("metric")
+    try:
+        return bool(metric) and get_metric(str(metric)).uses_test_data
+    except KeyError:
+        return False
 
 
 def finish(source: SweepSource, name: str, paths: SweepPaths, finished_trials: int, seeds: int) -> int:
     """Mean +- std of the seeds under each protocol (printed, and logged on the parent run); 1 when a seed did
     not finish."""
+    from search.report_data import load_sweep
+    from search.report_figures import dataset_layout
+    from search.report_tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
+    from search.tracking import log_files
+
     sweep = load_sweep(source.client, source.name)
     runs = sweep.groups.get(name, [])
     try:
@@ -169,12 +204,15 @@ def finish(source: SweepSource, name: str, paths: SweepPaths, finished_trials: i
     print("\n" + text)
     summary = paths.search_dir / "summary.md"
     summary.write_text(f"# {text}")
-    for file in (summary, paths.search_dir / "space.yaml", paths.search_dir / "base_config.yaml"):
-        source.client.log_artifact(source.parent.run_id, str(file), artifact_path=f"retrain/{name}")
+    log_files(source.tracking_uri, source.parent.run_id,
+              [summary, paths.search_dir / "space.yaml", paths.search_dir / "base_config.yaml"],
+              artifact_path=f"retrain/{name}")
     print(f"MLflow: the seeds are child runs of sweep {source.name!r}'s parent run, tagged group=retrain, "
           f"retrain={name}; python -m search.report --sweep {source.name} --out <dir> reports them.")
     return 0 if len(done) == seeds and finished_trials == seeds else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from vad.cli_errors import run_main
+
+    sys.exit(run_main(main))

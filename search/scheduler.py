@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+from search.adapters import tune as tune_adapter
+from vad.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +48,12 @@ class PersistentASHA(AsyncHyperBandScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._prune_unknown()
-        epoch = result.get(self._time_attr)
+        epoch = result.get(tune_adapter.time_attr(self))
         stopped_at = self.stopped.get(trial.trial_id)
         if stopped_at is not None and epoch is not None and epoch >= stopped_at:
             return TrialScheduler.STOP  # a replay after a restart: the decision was taken already
         action = super().on_trial_result(tune_controller, trial, result)  # records the rung value
-        if epoch is not None and epoch >= self._max_t:
+        if epoch is not None and epoch >= tune_adapter.max_t(self):
             action = TrialScheduler.CONTINUE  # its last epoch: let the run finish (final evaluation, result.json)
         if action == TrialScheduler.STOP and epoch is not None:
             self.stopped[trial.trial_id] = float(epoch)
@@ -59,26 +61,22 @@ class PersistentASHA(AsyncHyperBandScheduler):
         return action
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        if trial.trial_id in self._trial_info:
+        if tune_adapter.knows_trial(self, trial.trial_id):
             super().on_trial_complete(tune_controller, trial, result)
             self._save()
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._trial_info.pop(trial.trial_id, None)
+        tune_adapter.forget_trial(self, trial.trial_id)
 
     # ---------------------------------------------------------------------------------------------- persistence
     def rungs(self) -> list[dict[str, Any]]:
         """``[{"milestone": m, "recorded": {trial_id: signed metric}}]`` of the bracket (highest milestone first)."""
         return [{"milestone": milestone, "recorded": dict(recorded)}
-                for milestone, recorded in self._brackets[0]._rungs]
+                for milestone, recorded in tune_adapter.rungs(self)]
 
     def _save(self) -> None:
-        state = {"rungs": self.rungs(), "stopped": self.stopped, "num_stopped": self._num_stopped}
-        path = Path(self.state_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, path)
+        state = {"rungs": self.rungs(), "stopped": self.stopped, "num_stopped": tune_adapter.num_stopped(self)}
+        atomic_write_json(Path(self.state_path), state, indent=1)
 
     def _load(self) -> None:
         if self._loaded:
@@ -89,10 +87,10 @@ class PersistentASHA(AsyncHyperBandScheduler):
             return
         state = json.loads(path.read_text())
         saved = {float(rung["milestone"]): rung["recorded"] for rung in state["rungs"]}
-        for milestone, recorded in self._brackets[0]._rungs:
+        for milestone, recorded in tune_adapter.rungs(self):
             recorded.update(saved.get(float(milestone), {}))
         self.stopped = {k: float(v) for k, v in state.get("stopped", {}).items()}
-        self._num_stopped = int(state.get("num_stopped", len(self.stopped)))
+        tune_adapter.set_num_stopped(self, int(state.get("num_stopped", len(self.stopped))))
         logger.info("ASHA: reloaded %d rung entries from %s", sum(len(r) for r in saved.values()), path)
 
     def _prune_unknown(self) -> None:
@@ -101,7 +99,7 @@ class PersistentASHA(AsyncHyperBandScheduler):
         if self._pruned:
             return
         self._pruned = True
-        for _, recorded in self._brackets[0]._rungs:
+        for _, recorded in tune_adapter.rungs(self):
             for trial_id in [t for t in recorded if t not in self._added]:
                 del recorded[trial_id]
         self.stopped = {t: e for t, e in self.stopped.items() if t in self._added}

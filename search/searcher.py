@@ -10,12 +10,14 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search.adapters import optuna as ot_adapter
 from search.space import Param, SearchSpace
 
 
@@ -25,10 +27,7 @@ class BaselineFirstGridSampler(optuna.samplers.GridSampler):
 
     def __init__(self, grid: dict[str, list[Any]], baseline: dict[str, Any], seed: int | None = None) -> None:
         super().__init__(grid, seed=seed)
-        point = tuple(baseline[name] for name in self._param_names)
-        if point in self._all_grids:  # GridSampler gives trial number i the i-th point of this list
-            self._all_grids.remove(point)
-            self._all_grids.insert(0, point)
+        ot_adapter.move_grid_point_first(self, baseline)
 
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class DistinctPointSearch(OptunaSearch):
         if self._finite_size is None or not isinstance(config, dict):
             return config
         for draw in range(REDRAWS + 1):
-            asked = self._ot_trials[trial_id]
+            asked = ot_adapter.asked_trial(self, trial_id)
             seen = self._seen_points(exclude=asked.number)
             if self._point(asked.params) not in seen:
                 return config
@@ -68,32 +67,33 @@ class DistinctPointSearch(OptunaSearch):
                 return Searcher.FINISHED
             self._discard(trial_id)
             if draw == REDRAWS - 1:
-                self._ot_study.enqueue_trial(self._random_unseen(seen))
+                ot_adapter.study(self).enqueue_trial(self._random_unseen(seen))
             config = super().suggest(trial_id)
         return config
 
     def _point(self, params: dict[str, Any]) -> tuple:
-        return tuple(params.get(name) for name in self._space)
+        return tuple(params.get(name) for name in ot_adapter.search_space(self))
 
     def _seen_points(self, exclude: int) -> set[tuple]:
         """Points of the study's trials that ran (failed ones too: a diverged point diverges again), run or wait
         to run; not the redrawn duplicates."""
-        return {self._point(t.params) for t in self._ot_study.get_trials(deepcopy=False)
+        return {self._point(t.params) for t in ot_adapter.study(self).get_trials(deepcopy=False)
                 if t.number != exclude and not t.user_attrs.get("duplicate_redrawn")}
 
     def _discard(self, trial_id: str) -> None:
-        asked = self._ot_trials.pop(trial_id)
+        asked = ot_adapter.pop_asked_trial(self, trial_id)
         asked.set_user_attr("duplicate_redrawn", True)
-        self._ot_study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        ot_adapter.study(self).tell(asked, state=optuna.trial.TrialState.FAIL)
 
     def _random_unseen(self, seen: set[tuple]) -> dict[str, Any]:
-        values = [_finite_values(d) for d in self._space.values()]
+        space = ot_adapter.search_space(self)
+        values = [_finite_values(d) for d in space.values()]
         if self._finite_size <= ENUMERABLE:
             unseen = [point for point in itertools.product(*values) if point not in seen]
             point = self._rng.choice(unseen)
         else:  # too many points to list: a uniform draw is almost surely unseen
             point = tuple(self._rng.choice(v) for v in values)
-        return dict(zip(self._space, point))
+        return dict(zip(space, point))
 
 
 def _finite_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
@@ -123,11 +123,15 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_searcher(space: SearchSpace, metric: str) -> OptunaSearch:
+def make_searcher(space: SearchSpace, metric: str, *, storage: str | None = None,
+                  study_name: str | None = None) -> OptunaSearch:
     """The Optuna searcher of the space; ``metric`` is the reported key it optimises. The grid sampler orders the
     baseline itself; the other samplers get it through ``points_to_evaluate`` and, in a finite space, never repeat
-    a point (:class:`DistinctPointSearch`)."""
+    a point (:class:`DistinctPointSearch`). With ``storage`` (an Optuna storage URL) the study ``study_name`` lives
+    there (``optuna.load_study`` opens it); else in memory."""
     grid = space.search.sampler == "grid"
+    if storage and storage.startswith("sqlite:///"):
+        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return DistinctPointSearch(
         space={name: distribution(p) for name, p in space.params.items()},
         metric=metric,
@@ -136,4 +140,6 @@ def make_searcher(space: SearchSpace, metric: str) -> OptunaSearch:
         sampler=make_sampler(space),
         finite_size=None if grid else space.finite_size,
         seed=space.search.seed,
+        study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage) if storage else None,
     )

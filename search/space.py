@@ -5,9 +5,11 @@ base: ../configs/rtfm_ucf.yaml        # the base config (relative to this file);
 dataset: null                         # optional: replaces the base config's data.dataset
 smoke_dataset: synthetic:ucf-shaped   # optional: what --smoke-test trains on (derived from the model width else)
 fixed: {train.steps_per_epoch: 50}    # optional: dotted config values set for every trial (not searched)
-search: {sampler: tpe, num_samples: 60, epochs: 100, metric: val_loss, mode: min, seed: 0, checkpoint_every: 1}
+search: {sampler: tpe, num_samples: 60, epochs: 100, metric: val_ref_loss, mode: min, seed: 0, checkpoint_every: 1,
+         selection_rule: null, selection_window: null, selection_ema: null, min_delta: null}   # null: the base's
 scheduler: {name: asha, grace_period: 10, reduction_factor: 3}
 resources: {cpus_per_trial: 2, gpus_per_trial: 0.25, max_concurrent: null}
+confirm: {top: 3, seeds: 3}           # optional: after the search, the top 3 (+ paper default) x 3 new seeds
 params:                               # dotted config names of the model/loss/optim/train sections
   optim.weight_decay: {loguniform: [5.0e-5, 5.0e-2]}
   model.dropout: {uniform: [0.3, 0.8]}
@@ -19,6 +21,13 @@ A leaf is ``{loguniform: [lo, hi]}``, ``{uniform: [lo, hi]}``, ``{int: [lo, hi]}
 ``{grid: [...]}`` (every leaf ``grid``: Optuna's GridSampler runs exactly the grid). The base config's own value of
 every searched key (the paper default) must lie in its range: it is evaluated first. Every error names the file
 and the key.
+
+The ranking is honest by construction: every trial selects its checkpoint with ``search.metric`` (its
+``train.selection``) under the space's selection rule, and is ranked by that metric's value at the selected
+checkpoint; every trial gets the base config's loss settings as ``train.reference_loss``, so ``val_ref_loss`` is one
+function for the whole sweep. A space that searches ``loss.*`` and ranks on ``val_loss`` (the trained objective,
+which moves with the searched values) is refused, and so is a test-set metric unless loaded with
+``diagnostic=True`` (``--diagnostic``: the papers' test-selected protocol, tagged ``protocol=test-selected``).
 """
 
 from __future__ import annotations
@@ -31,16 +40,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vad.config import ConfigError, TrainConfig
+from vad.metrics.catalogue import get_metric, selectable_metrics
 from vad.models import loss_arguments, model_arguments
+from vad.yaml_file import read_yaml
 
 KINDS = ("loguniform", "uniform", "int", "choice", "grid")
 SAMPLERS = ("tpe", "random", "grid")
 SCHEDULERS = ("asha", "fifo")
-METRIC_MODES = {"val_loss": "min", "val_video_auc": "max", "val_video_ap": "max", "test_auc": "max", "test_ap": "max"}
-"""Metrics a sweep may optimise (reported every epoch by the training engine) and their direction."""
+METRIC_MODES = selectable_metrics()
+"""Metrics a sweep may rank on and their direction (from the catalogue; test-set ones need ``diagnostic``)."""
+COMPARABLE_METRICS = ("val_ref_loss", "val_video_auc", "val_video_ap")
+"""Validation metrics that do not move with the searched loss settings (the choices offered when refusing)."""
+SELECTION_KEYS = {"selection_rule": "train.selection_rule", "selection_window": "train.selection_window",
+                  "selection_ema": "train.selection_ema", "min_delta": "train.min_delta"}
+"""``search.<key>`` -> the trials' ``train.<key>``: the rule that picks each trial's checkpoint and ranked value."""
 SEARCHABLE_SECTIONS = ("model", "loss", "optim", "train")
 MANAGED_KEYS = {
     "train.epochs": "set it with search.epochs",
@@ -49,15 +63,23 @@ MANAGED_KEYS = {
     "train.evaluate_selected": "sweeps always evaluate the selected checkpoint on improvement",
     "model.feature_dim": "it is the dataset's feature width",
     "model.n_crops": "it is the dataset's crop count",
+    "train.selection": "every trial selects its checkpoint with search.metric",
+    "train.reference_loss": "every trial gets the base config's loss section (one val_ref_loss for the sweep)",
+    **{train_key: f"set it with search.{key} (one selection rule for every trial)"
+       for key, train_key in SELECTION_KEYS.items()},
 }
 """Config keys the sweep sets itself (neither searched nor fixed by a space file), and why."""
 SMOKE_DATASETS = {(2048, 10): "synthetic:ucf-shaped", (1024, 5): "synthetic:xd-shaped"}
 SMOKE_OVERRIDES = {"train.steps_per_epoch": 2, "train.batch_per_class": 2, "train.patience": None}
-TOP_LEVEL = ("base", "dataset", "smoke_dataset", "fixed", "search", "scheduler", "resources", "params")
-SEARCH_DEFAULTS: dict[str, Any] = {"sampler": "tpe", "num_samples": None, "epochs": None, "metric": "val_loss",
-                                   "mode": None, "seed": 0, "checkpoint_every": 1}
-SCHEDULER_DEFAULTS: dict[str, Any] = {"name": "asha", "grace_period": 1, "reduction_factor": 2}
+TOP_LEVEL = ("base", "dataset", "smoke_dataset", "fixed", "search", "scheduler", "resources", "confirm", "params")
+SEARCH_DEFAULTS: dict[str, Any] = {"sampler": "tpe", "num_samples": None, "epochs": None, "metric": "val_ref_loss",
+                                   "mode": None, "seed": 0, "checkpoint_every": 1, "selection_rule": None,
+                                   "selection_window": None, "selection_ema": None, "min_delta": None}
+SCHEDULER_DEFAULTS: dict[str, Any] = {"name": "asha", "grace_period": 1, "reduction_factor": 3}
+"""ASHA, first rung after one epoch, reduction factor 3 (benchmarks/RESULTS.md ``## search_quality``)."""
 RESOURCE_DEFAULTS: dict[str, Any] = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": None}
+CONFIRM_DEFAULTS: dict[str, Any] = {"top": 3, "seeds": 3}
+"""After the search: the top configurations (plus the paper default) retrained with fresh seeds (0 skips)."""
 
 
 class SpaceError(ConfigError):
@@ -112,6 +134,14 @@ class SearchSettings:
     mode: str
     seed: int
     checkpoint_every: int
+    selection: dict[str, Any] = field(default_factory=dict)
+    """The trials' ``train.*`` selection-rule keys the space sets (``search.selection_rule`` etc.); the others
+    keep the base config's values."""
+
+    @property
+    def uses_test_data(self) -> bool:
+        """Whether the ranking metric comes from the test set (a diagnostic, test-selected sweep)."""
+        return get_metric(self.metric).uses_test_data
 
 
 @dataclass(frozen=True)
@@ -134,6 +164,18 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class ConfirmSettings:
+    top: int
+    """How many of the sweep's best configurations are confirmed (the paper default is added)."""
+    seeds: int
+    """Fresh seeds per configuration; 0 (either) skips the confirmation."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.top > 0 and self.seeds > 0
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A validated space file: the base config, the searched parameters and the sweep settings."""
 
@@ -151,6 +193,9 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict)
     text: str = ""
     smoke: bool = False
+    diagnostic: bool = False
+    """Loaded with ``diagnostic=True``: a test-set metric may rank the trials (the papers' protocol)."""
+    confirm: ConfirmSettings = ConfirmSettings(CONFIRM_DEFAULTS["top"], CONFIRM_DEFAULTS["seeds"])
 
     @property
     def stem(self) -> str:
@@ -184,13 +229,26 @@ class SearchSpace:
         return self.sweep_config().with_overrides(self.decode(params))
 
     def sweep_config(self) -> TrainConfig:
-        """The base config with the keys a sweep manages: epochs, threads, device, on-improvement test metrics."""
+        """The base config with the keys a sweep manages: epochs, threads, device, on-improvement test metrics,
+        and the selection (see :meth:`selection_overrides`)."""
         return self.base.with_overrides({
             "train.epochs": self.search.epochs,
             "train.num_threads": self.resources.threads,
             "train.device": "cuda" if self.resources.gpus_per_trial > 0 else "cpu",
             "train.evaluate_selected": "on_improvement",
+            **self.selection_overrides(),
         })
+
+    def selection_overrides(self) -> dict[str, Any]:
+        """What every trial (and the best config) selects with: ``train.selection`` = ``search.metric``, the
+        space's selection-rule keys, and ``train.reference_loss`` = the base config's loss settings."""
+        return selection_overrides(self.base, self.search)
+
+    @property
+    def protocol(self) -> dict[str, str]:
+        """Which data chooses each trial's checkpoint and the trial (``val``/``test``): the MLflow tags
+        ``checkpoint_chosen_by`` and ``trial_chosen_by``, plus ``protocol=test-selected`` when either is test."""
+        return protocol_tags(self.search.metric, self.search.metric)
 
     def decode(self, params: dict[str, Any]) -> dict[str, Any]:
         """Searcher values -> config values (JSON-encoded list candidates decoded); unknown names are errors."""
@@ -230,9 +288,30 @@ class SearchSpace:
         base = self.base.with_overrides({"data.dataset": dataset, **SMOKE_OVERRIDES})
         search = replace(self.search, num_samples=1, epochs=1, checkpoint_every=1,
                          sampler="random" if self.search.sampler == "grid" else self.search.sampler)
-        return replace(self, base=base, search=search, smoke=True,
+        return replace(self, base=base, search=search, smoke=True, confirm=ConfirmSettings(0, 0),
                        scheduler=replace(self.scheduler, name="fifo"),
                        resources=replace(self.resources, max_concurrent=1))
+
+
+def selection_overrides(base: TrainConfig, search: SearchSettings) -> dict[str, Any]:
+    """The ``train.*`` keys a sweep sets on every trial (see :meth:`SearchSpace.selection_overrides`)."""
+    reference = base.flat().get("train.reference_loss")
+    if reference is None:  # the base's loss settings, every default written out: one function for all trials
+        reference = {**loss_arguments(base.model_name), **copy.deepcopy(base.loss)}
+    return {"train.selection": search.metric, **search.selection, "train.reference_loss": reference}
+
+
+def protocol_tags(checkpoint_metric: str, trial_metric: str) -> dict[str, str]:
+    """``checkpoint_chosen_by``/``trial_chosen_by`` (``val`` or ``test``: which data produced the metric) and, when
+    either is ``test``, ``protocol=test-selected``."""
+    tags = {"checkpoint_chosen_by": _source(checkpoint_metric), "trial_chosen_by": _source(trial_metric)}
+    if "test" in tags.values():
+        tags["protocol"] = "test-selected"
+    return tags
+
+
+def _source(metric: str) -> str:
+    return "test" if get_metric(metric).uses_test_data else "val"
 
 
 def _derived_smoke_dataset(space: SearchSpace) -> str:
@@ -246,17 +325,11 @@ def _derived_smoke_dataset(space: SearchSpace) -> str:
 
 # --------------------------------------------------------------------------------------------------- loading
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a space file; raises :class:`SpaceError` naming the file and the key."""
+def load_space(path: str | Path, *, diagnostic: bool = False) -> SearchSpace:
+    """Read and validate a space file; raises :class:`SpaceError` naming the file and the key. ``diagnostic``
+    allows a test-set ranking metric (``test_auc``, ``test_ap``: the papers' test-selected protocol)."""
     path = Path(path).expanduser().resolve()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpaceError(f"space file not found: {path}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: malformed YAML ({exc})") from None
+    data, text = read_yaml(path, "space file", error=SpaceError)
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: expected a mapping with keys {', '.join(TOP_LEVEL)}")
     unknown = sorted(set(data) - set(TOP_LEVEL))
@@ -289,15 +362,19 @@ def load_space(path: str | Path) -> SearchSpace:
         params[name] = _param(name, leaf, base, path)
         baseline[name] = _baseline_value(name, params[name], base, path)
 
-    search = _search_settings(_section(data, "search", SEARCH_DEFAULTS, path), params, base, path)
+    search = _search_settings(_section(data, "search", SEARCH_DEFAULTS, path), params, base, path, diagnostic)
+    _check_selection(fixed, search, base, path)
     scheduler = _scheduler_settings(_section(data, "scheduler", SCHEDULER_DEFAULTS, path), search, path)
     resources = _resources(_section(data, "resources", RESOURCE_DEFAULTS, path), path)
+    confirm = _section(data, "confirm", CONFIRM_DEFAULTS, path)
+    confirm = ConfirmSettings(*(_int(confirm[key], f"{path}: confirm.{key}", minimum=0) for key in CONFIRM_DEFAULTS))
     smoke = data.get("smoke_dataset")
     if smoke is not None:
         smoke = _dataset_spec(smoke, path, "smoke_dataset")
         if not smoke.startswith("synthetic:"):
             raise SpaceError(f"{path}: smoke_dataset: expected synthetic:<preset>, got {smoke!r}")
-    return SearchSpace(path, base_path, base, params, baseline, search, scheduler, resources, smoke, fixed, text)
+    return SearchSpace(path, base_path, base, params, baseline, search, scheduler, resources, smoke, fixed, text,
+                       confirm=confirm, diagnostic=diagnostic)
 
 
 def _mapping(value: Any, path: Path, key: str) -> dict[str, Any]:
@@ -322,7 +399,7 @@ def _check_key(name: Any, path: Path, where: str, *, allow_data: bool) -> None:
     if not isinstance(name, str) or section not in sections or not key:
         raise SpaceError(f"{path}: {where}.{name}: expected <section>.<key> with section in {', '.join(sections)}"
                          + ("" if allow_data else " (data settings are prepared once per sweep: put them in fixed)"))
-    if name in MANAGED_KEYS:
+    if name in MANAGED_KEYS and not (where == "fixed" and name == "train.selection"):  # checked against the metric
         raise SpaceError(f"{path}: {where}.{name}: managed by the sweep ({MANAGED_KEYS[name]})")
 
 
@@ -418,8 +495,8 @@ def _gpus(value: Any, where: str) -> float:
     return float(value)
 
 
-def _search_settings(values: dict[str, Any], params: dict[str, Param], base: TrainConfig,
-                     path: Path) -> SearchSettings:
+def _search_settings(values: dict[str, Any], params: dict[str, Param], base: TrainConfig, path: Path,
+                     diagnostic: bool) -> SearchSettings:
     where = f"{path}: search"
     kinds = {p.kind for p in params.values()}
     sampler = values["sampler"]
@@ -440,18 +517,47 @@ def _search_settings(values: dict[str, Any], params: dict[str, Param], base: Tra
         raise SpaceError(f"{where}.num_samples: missing (the number of trials)")
     num_samples = _int(num_samples, f"{where}.num_samples")
     epochs = _int(values["epochs"] if values["epochs"] is not None else base.train.epochs, f"{where}.epochs")
-    metric = values["metric"]
-    if metric not in METRIC_MODES:
-        raise SpaceError(f"{where}.metric: {metric!r} is not one of {', '.join(METRIC_MODES)}")
-    if metric.startswith("test_") and not (base.train.test_every_epoch or base.train.selection.startswith("test_")):
-        raise SpaceError(f"{where}.metric: {metric} is only reported with `fixed: {{train.test_every_epoch: true}}` "
-                         f"(searching on the test set is the papers' protocol, not an honest one)")
+    metric = _metric(values["metric"], params, where, diagnostic)
     mode = values["mode"] or METRIC_MODES[metric]
     if mode != METRIC_MODES[metric]:
         raise SpaceError(f"{where}.mode: {metric} is better when {METRIC_MODES[metric]}imised, not {mode!r}")
     seed = _int(values["seed"], f"{where}.seed", minimum=0)
     every = _int(values["checkpoint_every"], f"{where}.checkpoint_every")
-    return SearchSettings(sampler, num_samples, epochs, metric, mode, seed, every)
+    selection = {SELECTION_KEYS[key]: values[key] for key in SELECTION_KEYS if values[key] is not None}
+    return SearchSettings(sampler, num_samples, epochs, metric, mode, seed, every, selection)
+
+
+def _metric(metric: Any, params: dict[str, Param], where: str, diagnostic: bool) -> str:
+    """The ranking metric: a selectable catalogue metric; not the trained objective when ``loss.*`` is searched;
+    a test-set one only for a diagnostic sweep."""
+    if metric not in METRIC_MODES:
+        raise SpaceError(f"{where}.metric: {metric!r} is not one of {', '.join(METRIC_MODES)}")
+    searched_loss = [name for name in params if name.startswith("loss.")]
+    if metric == "val_loss" and searched_loss:
+        raise SpaceError(f"{where}.metric: val_loss is each trial's own trained objective, which moves with the "
+                         f"searched {', '.join(searched_loss)}: trials would not be comparable; rank on "
+                         f"{', '.join(COMPARABLE_METRICS)} (val_ref_loss: the validation objective with the base "
+                         f"config's loss settings for every trial)")
+    if get_metric(metric).uses_test_data and not diagnostic:
+        raise SpaceError(f"{where}.metric: {metric} is measured on the test set: ranking or selecting with it is "
+                         f"the papers' test-selected protocol; use {', '.join(COMPARABLE_METRICS)}, or pass "
+                         f"--diagnostic to run it as a sweep tagged protocol=test-selected")
+    return metric
+
+
+def _check_selection(fixed: dict[str, Any], search: SearchSettings, base: TrainConfig, path: Path) -> None:
+    """``fixed: {train.selection: ...}`` may only repeat ``search.metric``; the selection keys must be valid
+    config values."""
+    chosen = fixed.get("train.selection")
+    if chosen is not None and chosen != search.metric:
+        raise SpaceError(f"{path}: fixed.train.selection: {chosen!r} differs from search.metric "
+                         f"({search.metric}); every trial selects its checkpoint with the metric it is ranked by: "
+                         f"drop it or set search.metric")
+    try:
+        base.with_overrides(selection_overrides(base, search))
+    except ConfigError as exc:
+        keys = ", ".join(f"search.{k}" for k, v in SELECTION_KEYS.items() if v in search.selection)
+        raise SpaceError(f"{path}: search.metric{', ' + keys if keys else ''}: {exc}") from None
 
 
 def _scheduler_settings(values: dict[str, Any], search: SearchSettings, path: Path) -> SchedulerSettings:

@@ -23,7 +23,7 @@ from ray import tune
 from search.space import SearchSpace
 
 STATE_FILE = "search_state.json"
-"""Beside ``last.pt`` in each Tune checkpoint: the trial's running best of the sweep metric."""
+"""Beside ``last.pt`` in each Tune checkpoint: the trial's ranked value and selected epoch so far."""
 
 
 class TrialDiverged(RuntimeError):
@@ -40,12 +40,14 @@ class TrialSetup:
 
     @property
     def objective(self) -> str:
-        """The key Tune, ASHA and Optuna optimise: the running best of the space's metric."""
+        """The key Tune, ASHA and Optuna optimise: the space's metric at the trial's selected checkpoint."""
         return objective_key(self.space.search.metric)
 
 
 def objective_key(metric: str) -> str:
-    """``best_<metric>``: the best value of ``metric`` over the epochs so far."""
+    """``best_<metric>``: the value of ``metric`` at the trial's selected checkpoint so far (the engine's
+    ``selected_value``: under the checkpoint selector's rule and ``min_delta``, so the ranked value is always the
+    selected checkpoint's, never a lower point the selector ignored)."""
     return f"best_{metric}"
 
 
@@ -53,6 +55,18 @@ def added_keys(metric: str) -> tuple[str, str]:
     """The keys a trial reports beyond the training engine's: ``best_<metric>`` and ``selection_epoch`` (the
     epoch of the selected checkpoint so far, 0 before any)."""
     return objective_key(metric), "selection_epoch"
+
+
+def selected_value(metrics: dict[str, Any], metric: str, previous: float | None) -> float | None:
+    """The ranked value after one epoch's ``metrics``: the engine's ``selected_value`` (the selection rule's value
+    at the selected checkpoint) when it reports one; else, for an engine without selection rules, ``metric`` at
+    the epoch flagged ``is_best`` (the checkpoint selector's choice, ``min_delta`` included) or ``previous``."""
+    value = metrics.get("selected_value")
+    if value is None and metrics.get("is_best"):
+        value = metrics.get(metric)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return previous
 
 
 def trial_dir(experiment_dir: str | Path, trial_id: str) -> Path:
@@ -75,15 +89,14 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     The data comes from the manifest of the sweep's one-off preparation (:func:`vad.prepare.open_prepared`):
     the trial parses no list, stats no feature file and rebuilds no ground truth."""
     from vad.prepare import open_prepared  # imported here: the driver only pickles this function
-    from vad.train import train
+    from vad.training import train
 
     space = setup.space
-    config = space.trial_config(params)
+    config = space.trial_config(params)  # train.selection = the space's metric, train.reference_loss = base loss
     out = run_dir(setup.experiment_dir, tune.get_context().get_trial_id())
     out.mkdir(parents=True, exist_ok=True)
     resume, state = _restore(out)
-    reporter = _Reporter(space.search.metric, space.search.mode, space.search.checkpoint_every,
-                         space.search.epochs, state)
+    reporter = _Reporter(space.search.metric, space.search.checkpoint_every, space.search.epochs, state)
     result = train(config, reporter, out_dir=out, resume=resume, prepared=open_prepared(config))
     if result.status == "diverged":
         raise TrialDiverged(f"{result.message} (params {params})")
@@ -114,20 +127,17 @@ def _read_checkpoint(folder: Path, out: Path) -> tuple[Path, dict[str, Any]]:
 
 
 class _Reporter:
-    """``report(metrics, out_dir)`` for ``vad.train.train``: adds the running best of the sweep metric
-    and the selected epoch (see :func:`added_keys`), and hands everything to ``tune.report``."""
+    """``report(metrics, out_dir)`` for ``vad.train.train``: adds the sweep metric's value at the selected
+    checkpoint and the selected epoch (see :func:`added_keys`), and hands everything to ``tune.report``."""
 
-    def __init__(self, metric: str, mode: str, every: int, epochs: int, state: dict[str, Any]) -> None:
-        self.metric, self.mode, self.every, self.epochs = metric, mode, every, epochs
+    def __init__(self, metric: str, every: int, epochs: int, state: dict[str, Any]) -> None:
+        self.metric, self.every, self.epochs = metric, every, epochs
         self.best: float | None = state.get("best")
         self.selection_epoch: int | None = state.get("selection_epoch")
 
     def __call__(self, metrics: dict[str, Any], out_dir: Path) -> None:
         epoch = int(metrics["epoch"])
-        value = metrics.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and (
-                self.best is None or (value < self.best if self.mode == "min" else value > self.best)):
-            self.best = float(value)
+        self.best = selected_value(metrics, self.metric, self.best)
         if metrics.get("is_best"):
             self.selection_epoch = epoch
         best_key, epoch_key = added_keys(self.metric)

@@ -1,13 +1,17 @@
-"""The Ray Tune machinery shared by ``search.run`` (a sweep) and ``search.retrain`` (a best config, several seeds):
-joining Ray, preparing the data once, checking the trial resources, building the ``Tuner`` over the function
-trainable, and fitting it so that every MLflow run ends FINISHED, FAILED or KILLED whatever happens.
+"""The Ray Tune machinery shared by ``search.run`` (a sweep, then its confirmation) and ``search.retrain`` (a best
+config, several seeds): joining Ray, preparing the data once, checking the trial resources, building the ``Tuner``
+over the function trainable (Optuna's proposals, or a fixed list of points), and fitting it so that every MLflow run
+ends FINISHED, FAILED or KILLED whatever happens.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from search.naming import trial_number
 from search.resources import ResourcePlan, cluster_nodes, plan_resources
 from search.space import SearchSpace
 from search.sweep import SweepPaths
-from search.tracking import SweepFacts, TrialLogger
+from search.tracking import SweepFacts, TrackingTarget, TrialLogger
 from search.trainable import TrialSetup, run_trial, trial_dirname
 
 TUNE_DEFAULTS = {
@@ -50,9 +54,10 @@ def set_tune_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
-def connect(address: str | None, log_to_driver: bool) -> bool:
-    """Join ``address`` (or ``$RAY_ADDRESS``), else start a new local Ray (no dashboard); returns whether this call
-    connected. Trials on a joined cluster get the cache folder (and ``$VAD_DATA``) as absolute paths."""
+def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) -> bool:
+    """Join ``address`` (or ``$RAY_ADDRESS``), else start a new local Ray (no dashboard; ``quiet``: without Ray's
+    INFO lines, which stay when joining a cluster); returns whether this call connected. Trials on a joined
+    cluster get the cache folder (and ``$VAD_DATA``) as absolute paths."""
     import ray
 
     if ray.is_initialized():
@@ -67,14 +72,48 @@ def connect(address: str | None, log_to_driver: bool) -> bool:
         for key, value in LOCAL_RAY_DEFAULTS.items():
             os.environ.setdefault(key, value)
     try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
-                 runtime_env={"env_vars": env} if address else None)
+        with loopback_only(not address):
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
+                     logging_level=logging.WARNING if quiet and not address else logging.INFO,
+                     runtime_env={"env_vars": env} if address else None)
     except ConnectionError as exc:
         hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
                 "; a cluster started with token authentication (Ray's default when ~/.ray/auth_token exists) "
                 "needs RAY_AUTH_MODE=token in the driver's environment")
         raise ClusterError(f"--address {address}: {exc}{hint}") from None
+    warn_token_mode()
     return True
+
+
+@contextlib.contextmanager
+def loopback_only(enabled: bool) -> Iterator[None]:
+    """A local Ray started in the block listens on 127.0.0.1 only (its GCS, raylet and workers), not on every
+    interface. Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the routable address, and binds to loopback only
+    where it believes clusters are unsupported: its private ``ray_constants.ENABLE_RAY_CLUSTER`` is switched off
+    for the start (read when the node address is chosen), then restored."""
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    kept = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = kept
+
+
+def warn_token_mode(token: Path | None = None) -> None:
+    """One warning line when Ray's token file (``~/.ray/auth_token``) can be read by other local users."""
+    token = token or Path.home() / ".ray" / "auth_token"
+    try:
+        mode = token.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        print(f"warning: {token} (Ray's cluster token) has mode {mode:o}: other local users can read it; "
+              f"run chmod 600 {token}", file=sys.stderr, flush=True)
 
 
 def prepare(space: SearchSpace) -> Any:
@@ -104,12 +143,19 @@ def plan_trials(space: SearchSpace) -> tuple[SearchSpace, ResourcePlan]:
 @dataclass(frozen=True)
 class TunerSpec:
     """Everything :func:`make_tuner` needs: the (planned) space, where the experiment lives (ASHA's rungs persist
-    in ``paths.search_dir / "asha.json"``), what the MLflow trial logger knows, and the resource plan."""
+    in ``paths.search_dir / "asha.json"``), what the MLflow trial logger knows, and the resource plan. With
+    ``points`` the Tuner runs exactly these searcher points (encoded values of every key of the space), FIFO, in
+    order: a group of child runs such as the confirmation's seeds."""
 
     space: SearchSpace
     paths: SweepPaths
     facts: SweepFacts
     plan: ResourcePlan
+    points: tuple[dict[str, Any], ...] | None = None
+    verbose: bool = False
+    """Ray's status table (``--verbose``) instead of the toolkit's progress bar (:mod:`search.progress`)."""
+    optuna_storage: str | None = None
+    """Where Optuna keeps the study (a URL); ``None``: :func:`optuna_storage_url`'s SQLite file in the sweep folder."""
 
 
 def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
@@ -127,27 +173,101 @@ def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                     {"cpu": plan.resources.cpus_per_trial, "gpu": plan.resources.gpus_per_trial})
     if resume:
+        refuse_restart(paths)
         return tune.Tuner.restore(str(paths.experiment_dir), trainable=trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False)
-    scheduler = None
-    if space.scheduler.name == "asha":
+                                  resume_errored=stopped_by_full_disk(paths), restart_errored=False)
+    scheduler, num_samples, param_space = None, space.search.num_samples, None
+    if spec.points is not None:  # every key preset by a point: Tune only checks it against its choices
+        from ray.tune.search import BasicVariantGenerator
+
+        search_alg = BasicVariantGenerator(points_to_evaluate=[dict(p) for p in spec.points],
+                                           max_concurrent=plan.concurrent)  # it ignores max_concurrent_trials
+        num_samples = len(spec.points)
+        param_space = {key: tune.choice(list(dict.fromkeys(p[key] for p in spec.points))) for key in spec.points[0]}
+    else:
+        search_alg = make_searcher(space, setup.objective, storage=optuna_storage_url(paths, spec.optuna_storage),
+                                   study_name=paths.name)
+    if space.scheduler.name == "asha" and spec.points is None:
         scheduler = PersistentASHA(paths.search_dir / "asha.json", metric=setup.objective,
                                    mode=space.search.mode, max_t=space.search.epochs,
                                    grace_period=space.scheduler.grace_period,
                                    reduction_factor=space.scheduler.reduction_factor)
+    from search.progress import SweepProgress
+
+    shown: list[Any] = [] if spec.verbose else [SweepProgress(
+        num_samples if spec.points is not None else space.trials_to_run, setup.objective, space.search.mode,
+        space.search.epochs, label="seeds" if spec.points is not None else "trials")]
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(space, setup.objective),
-            scheduler=scheduler, num_samples=space.search.num_samples, max_concurrent_trials=plan.concurrent,
+            search_alg=search_alg,
+            scheduler=scheduler, num_samples=num_samples,
+            max_concurrent_trials=None if spec.points is not None else plan.concurrent,
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=paths.name, storage_path=str(paths.storage), callbacks=[JsonLoggerCallback(), TrialLogger(spec.facts)],
+            name=paths.name, storage_path=str(paths.storage), callbacks=[JsonLoggerCallback(), TrialLogger(spec.facts),
+                                                                        *shown],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=0), verbose=1,
+            failure_config=tune.FailureConfig(max_failures=0), verbose=1 if spec.verbose else 0,
             progress_reporter=tune.CLIReporter(metric_columns=["epoch", setup.objective, "val_loss"],
-                                               max_report_frequency=30)),
+                                               max_report_frequency=30) if spec.verbose else None),
     )
+
+
+DISK_FULL = ("No space left on device", "unexpected pos")
+"""What a trial's error says when the disk filled up (``unexpected pos``: torch.save's zip writer on a full disk)."""
+
+
+def stopped_by_full_disk(paths: SweepPaths, trials: list | None = None) -> bool:
+    """Whether a trial of the experiment (or of ``trials``) errored because the disk was full: a resume then
+    continues the errored trials from their checkpoints (a full disk is an interruption, not a trial's failure)."""
+    from search.outcome import error_text
+
+    for trial in trials or []:
+        if trial.status == "ERROR" and any(marker in error_text(trial) for marker in DISK_FULL):
+            return True
+    for error in paths.experiment_dir.glob("trial_*/error.txt"):
+        try:
+            text = error.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(marker in text for marker in DISK_FULL):
+            return True
+    return False
+
+
+class _RefuseRestart(logging.Filter):
+    """Turns Tune's "Failed to restore the run state ... Restarting experiment" (a resume that would silently
+    start the sweep over) into a refusal."""
+
+    def __init__(self, paths: SweepPaths) -> None:
+        super().__init__()
+        self.paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Failed to restore the run state"):
+            from search.sweep import SweepStateError
+
+            cause = record.exc_info[1] if record.exc_info else None
+            raise SweepStateError(f"sweep {self.paths.name!r}: Tune could not restore its experiment state in "
+                                  f"{self.paths.experiment_dir} ({type(cause).__name__ if cause else 'unknown'}: "
+                                  f"{str(cause)[:200]}); refusing to restart it from scratch. Nothing was deleted")
+        return True
+
+
+def refuse_restart(paths: SweepPaths) -> None:
+    """Install :class:`_RefuseRestart` on Tune's controller logger (once per process)."""
+    tune_logger = logging.getLogger("ray.tune.execution.tune_controller")
+    for old in [f for f in tune_logger.filters if isinstance(f, _RefuseRestart)]:
+        tune_logger.removeFilter(old)
+    tune_logger.addFilter(_RefuseRestart(paths))
+
+
+def optuna_storage_url(paths: SweepPaths, url: str | None = None) -> str:
+    """The Optuna storage of a sweep's study (named after the sweep): ``url``, else
+    ``sqlite:///<storage>/<name>/search/optuna.db``, which ``optuna.load_study`` and ``optuna-dashboard`` open."""
+    return url or f"sqlite:///{(paths.search_dir / 'optuna.db').resolve().as_posix()}"
 
 
 def fit(tuner: Any, paths: SweepPaths, facts: SweepFacts) -> list:
@@ -162,6 +282,17 @@ def fit(tuner: Any, paths: SweepPaths, facts: SweepFacts) -> list:
             print(f"(could not close the MLflow runs: {cleanup})", file=sys.stderr)
         raise
     return reconcile(paths, facts)
+
+
+def run_group(spec: TunerSpec, target: TrackingTarget, *, resume: bool) -> list:
+    """A group of child runs under an existing parent run (``target``): the seeds of ``search.retrain``, the
+    confirmation of ``search.run``. Fits ``spec``'s Tuner (restored when ``resume`` and Tune saved the experiment:
+    finished trials are not rerun) and returns its saved trials."""
+    from ray import tune
+
+    target.save(spec.paths.search_dir)  # where the trial logger looks for its parent run
+    restore = resume and tune.Tuner.can_restore(str(spec.paths.experiment_dir))
+    return fit(make_tuner(spec, resume=restore), spec.paths, spec.facts)
 
 
 def reconcile(paths: SweepPaths, facts: SweepFacts) -> list:

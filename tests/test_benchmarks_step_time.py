@@ -70,6 +70,7 @@ def fake_rtfm_repo(tmp_path: Path) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path, fake_rtfm_repo: Path) -> None:
     stdout, report = run_benchmark("--authors-repo", f"rtfm={fake_rtfm_repo}", tmp_path=tmp_path)
     assert "== step_time on cpu" in stdout and "torch threads" in stdout
@@ -93,6 +94,7 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path: Path, fake_rtfm_re
         assert (row["speedup_step"] is None) == (row["impl"] == "ours")
 
 
+@pytest.mark.slow
 def test_bad_authors_repo_argument_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AuthorsRepoError, match="MODEL=PATH"):
         parse_authors_repos(["mystery=/tmp"])
@@ -103,6 +105,7 @@ def test_bad_authors_repo_argument_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "MODEL=PATH" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when no GPU is present")
 def test_cuda_without_a_gpu_is_a_clear_error_and_all_devices_skip_it(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "step_time.py"), "--quick",

@@ -59,6 +59,7 @@ def test_authors_loader_makes_the_cache_rows(tmp_path):
     assert np.array_equal(authors_resample(crop, 32), resample_segments(crop, 32, "mean"))
 
 
+@pytest.mark.slow
 def test_data_path_quick(tmp_path):
     stdout, report = run_quick("data_path", tmp_path)
     assert {"prepare", "start", "epoch", "sharing", "tables"} <= set(report)
@@ -163,6 +164,7 @@ def test_sweep_overhead_quick(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ gpu
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
 def test_gpu_packing_skips_cleanly_without_cuda(tmp_path):
     stdout, report = run_quick("gpu_packing", tmp_path)

@@ -221,7 +221,7 @@ def test_wrong_shape_width_crops_or_dtype(ucf: Path, array: np.ndarray, message:
 def test_unreadable_or_pickled_feature_file(ucf: Path) -> None:
     ds = load_dataset(ucf)
     ds.train[0].files[0].write_bytes(b"not a numpy file")
-    with pytest.raises(DataError, match=r"Abuse001_x264_i3d.npy: cannot read the features of video Abuse001_x264"):
+    with pytest.raises(DataError, match=r"Abuse001_x264_i3d.npy: not a NumPy .npy file .*video Abuse001_x264"):
         ds.read_video(ds.train[0])
     np.save(ds.train[1].files[0], np.array([np.zeros(3)], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="Abuse002_x264"):

@@ -13,7 +13,7 @@ import yaml
 from search.resources import NodeResources, plan_resources
 from search.space import load_space
 from vad.config import ConfigError, TrainConfig
-from vad.train import train
+from vad.training import train
 
 TINY = {
     "data": {"dataset": "synthetic:tiny"},

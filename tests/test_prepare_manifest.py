@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -12,12 +13,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import vad.data.dataset
+import vad.models.registry
 import vad.prepare
 from search.space import load_space
 from search.trainable import TrialSetup, run_trial
+from vad.builders import build_model, resolve_config
 from vad.config import TrainConfig
 from vad.prepare import open_prepared, prepare_data
 
@@ -133,11 +137,47 @@ def test_other_data_settings_have_their_own_manifest(monkeypatch):
 def test_s3r_dictionary_comes_from_the_manifest(monkeypatch):
     config = TrainConfig.from_dict({**BASE, "model": {"name": "s3r"}})
     prepared = prepare_data(config)
-    assert prepared.dictionary is not None
+    assert set(prepared.model_state) == {"dictionary"}
+    # the ratio is the model's data option: another ratio is another manifest and another dictionary
+    other = prepare_data(config.with_overrides({"data.dictionary_ratio": 0.8}))
+    assert other.model_state["dictionary"].shape[0] > prepared.model_state["dictionary"].shape[0]
     forbid_dataset_reads(monkeypatch)
     monkeypatch.setitem(sys.modules, "vad.models.s3r.dictionary", None)  # importing it would fail
     again = open_prepared(config)
-    assert np.array_equal(again.dictionary, prepared.dictionary)
+    assert np.array_equal(again.model_state["dictionary"], prepared.model_state["dictionary"])
+
+
+def test_a_model_without_a_prepare_hook_has_no_state_and_its_own_manifest():
+    rtfm = prepare_data(TrainConfig.from_dict(BASE))
+    assert rtfm.model_state == {}
+    s3r = TrainConfig.from_dict({**BASE, "model": {"name": "s3r"}})
+    assert vad.prepare.data_settings(s3r).key(rtfm.dataset.config) != vad.prepare.data_settings(
+        TrainConfig.from_dict(BASE)).key(rtfm.dataset.config)
+
+
+def test_prepare_hook_sees_the_training_split_and_the_models_options(monkeypatch):
+    from vad.models.registry import get_entry
+
+    seen = []
+
+    def fake_prepare(context):
+        seen.append(context)
+        return {"dictionary": np.ones((3, context.features.shape[-1]), dtype=np.float32)}
+
+    entry = get_entry("s3r")
+    monkeypatch.setitem(vad.models.registry._REGISTRY, "s3r", dataclasses.replace(entry, prepare=fake_prepare))
+    config = TrainConfig.from_dict({**BASE, "model": {"name": "s3r"}, "data": {**BASE["data"],
+                                                                              "dictionary_ratio": 0.7}})
+    prepared = prepare_data(config)
+    (context,) = seen
+    assert context.options == {"dictionary_ratio": 0.7}
+    assert np.array_equal(context.train_rows, prepared.train_rows)
+    assert not set(context.normal_rows) & set(prepared.val_rows.tolist())
+    assert (np.asarray(context.labels)[context.normal_rows] == 0).all() and len(context.normal_rows) > 0
+    resolved = resolve_config(config, prepared)
+    assert resolved.model["n_atoms"] == 3
+    model = build_model(resolved, prepared, torch.device("cpu"))
+    assert torch.equal(model.dictionary, torch.ones(3, prepared.feature_dim))
 
 
 def test_a_trial_opens_the_sweeps_preparation_and_reads_no_feature_file(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ The server runs in its own session (process group); it is ended by that group id
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from mlflow import MlflowClient
 
 from search import report, retrain
 from search import run as search_run
-from vad.evaluation import TestScores as SavedScores
+from vad.scoring import TestScores as SavedScores
 
 pytestmark = pytest.mark.slow
 SWEEP = "http-sweep"
@@ -117,7 +118,7 @@ def sweep(server, ray_instance, tmp_path_factory, cache_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VAD_CACHE_DIR", str(cache_dir))
         assert search_run.main(["--space", str(folder / "space.yaml"), "--name", SWEEP, "--storage",
-                                str(storage), "--tracking-uri", server]) == 0
+                                str(storage), "--tracking-uri", server, "--confirm-top", "0"]) == 0
     return server, storage
 
 
@@ -133,6 +134,7 @@ def test_the_sweep_reads_back_over_http_as_the_ui_shows_it(sweep, tmp_path):
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.run_type = 'sweep'")
     assert parent.info.status == "FINISHED" and parent.info.run_name == SWEEP
     assert parent.data.params["space.optim.lr"] == "loguniform [0.0001, 0.01]"
+    metric = parent.data.params["search.metric"]  # the sweep's ranking metric (the space's default)
     assert "| # | trial |" in parent.data.tags["mlflow.note.content"]  # the summary as the run's description
     assert {"space", "config", "summary.md", "summary.json", "best_config.yaml"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -152,13 +154,13 @@ def test_the_sweep_reads_back_over_http_as_the_ui_shows_it(sweep, tmp_path):
             params)
         # metrics: the training engine's names, per epoch with step = epoch
         assert {"train_loss", "val_loss", "val_video_auc", "test_auc", "selected_auc", "selected_test_loss",
-                "best_val_loss"} <= set(metrics)
+                f"best_{metric}"} <= set(metrics)
         epochs = int(tags["epochs_run"])
         for key in ("val_loss", "test_auc"):
             assert [m.step for m in client.get_metric_history(trial.info.run_id, key)] == list(
                 range(1, epochs + 1))
-        assert metrics["best_val_loss"] == pytest.approx(
-            min(m.value for m in client.get_metric_history(trial.info.run_id, "val_loss")))
+        assert metrics["val_loss"] == pytest.approx(
+            max(client.get_metric_history(trial.info.run_id, "val_loss"), key=lambda m: m.step).value)
         # artifacts over HTTP: the selected checkpoint and its per-video scores
         assert {"checkpoint", "scores"} <= {a.path for a in client.list_artifacts(trial.info.run_id)}
         local = client.download_artifacts(trial.info.run_id, "scores/scores.npz", str(tmp_path / str(number)))
@@ -172,11 +174,12 @@ def test_retrain_then_report_over_http(sweep, tmp_path, capsys):
     experiment = client.get_experiment_by_name(SWEEP)
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.run_type = 'sweep'")
     trials_before = {run.info.run_id for run in children(client, parent)}
+    metric = parent.data.params["search.metric"]
 
     assert retrain.main(["--from", SWEEP, "--seeds", "2", "--epochs", "2", "--name", "rt",
                          "--tracking-uri", uri, "--storage", str(storage)]) == 0
     printed = capsys.readouterr().out
-    assert "| RTFM | val (val_loss), 2 seeds | 2 seeds (0,1) |" in printed and " ± " in printed
+    assert f"| RTFM | val ({metric}), 2 seeds | 2 seeds (0,1) |" in printed and " ± " in printed, printed
 
     runs = children(client, parent)
     seeds = [run for run in runs if run.data.tags.get("group") == "retrain"]
@@ -193,11 +196,15 @@ def test_retrain_then_report_over_http(sweep, tmp_path, capsys):
     out = tmp_path / "report"
     assert report.main(["--sweep", SWEEP, "--out", str(out), "--tracking-uri", uri]) == 0
     markdown = (out / "report.md").read_text()
-    assert "## Results on tiny" in markdown and "| RTFM | val (val_loss) | t" in markdown
-    assert "| RTFM | test (cheat: best test AUC) | t" in markdown and "2 seeds (0,1)" in markdown
+    assert "## Results on tiny" in markdown and f"| RTFM | val ({metric}) | t" in markdown
+    assert "| RTFM | test-selected (cheat: best test AUC) | t" in markdown and "2 seeds (0,1)" in markdown
+    val_row = next(line for line in markdown.splitlines() if line.startswith(f"| RTFM | val ({metric}) | t"))
+    assert re.search(r"\| \d+\.\d \[\d+\.\d, \d+\.\d\] \| \d+\.\d \[\d+\.\d, \d+\.\d\] \|", val_row), val_row
     assert "### Optimism gap" in markdown and r"$\pm$" in (out / "report.tex").read_text()
     for name in ("scores_val.png", "roc_pr.png", "learning_curves.png", "learning_curves_rt.png",
                  "optuna_param_importances.png", "optuna_parallel_coordinate.png"):
         assert (out / SWEEP / name).stat().st_size > 1000, name
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.md", "report/scores_val.png", "report/optuna_param_importances.html"} <= logged
+    logged |= {a.path for a in client.list_artifacts(parent.info.run_id, f"report/{SWEEP}")}
+    assert {"report/report.md", f"report/{SWEEP}/scores_val.png",
+            f"report/{SWEEP}/optuna_param_importances.html"} <= logged

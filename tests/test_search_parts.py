@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
+from search.adapters import optuna as ot_adapter
 from search.naming import run_name, short_value
 from search.outcome import TrialOutcome, trial_outcome
 from search.resources import NodeResources, ResourceError, plan_resources
@@ -17,9 +18,10 @@ from search.run import main
 from search.scheduler import PersistentASHA
 from search.searcher import make_searcher
 from search.space import Resources, load_space
-from search.summary import TrialRow, best_config, ranked, results_table, write_summary
+from search.summary import TrialRow, best_config, ranked, results_table, table_caption, write_summary
 from search.sweep import SweepStateError, new_sweep, resumed_sweep
 from search.tracking import SweepExistsError, engine_metrics, open_sweep
+from search.trainable import selected_value
 from vad.config import TrainConfig
 
 BASE = {
@@ -68,7 +70,7 @@ def test_finite_space_points_are_never_repeated_and_the_sweep_ends_when_all_ran(
             searcher.on_trial_complete(done, None if i % 4 == 0 else {"best_val_loss": float(i % 5)}, error=i % 4 == 0)
     assert len(set(points)) == 12 and json.loads(points[0])["optim.weight_decay"] == 5e-4  # baseline first
     assert searcher.suggest("t12") == Searcher.FINISHED
-    redrawn = [t for t in searcher._ot_study.get_trials() if t.user_attrs.get("duplicate_redrawn")]
+    redrawn = [t for t in ot_adapter.study(searcher).get_trials() if t.user_attrs.get("duplicate_redrawn")]
     assert all(t.state == optuna.trial.TrialState.FAIL for t in redrawn)
 
 
@@ -172,7 +174,7 @@ def test_requests_that_would_pend_forever_are_errors(resources, nodes, words):
 def test_new_sweep_refuses_an_existing_name_and_resume_needs_a_sweep(tmp_path):
     space = make_space(tmp_path, {"model.dropout": {"uniform": [0.3, 0.8]}})
     paths = new_sweep(space, tmp_path / "store", "S")
-    paths.experiment_dir.mkdir(parents=True)
+    paths.experiment_dir.mkdir(parents=True, exist_ok=True)  # new_sweep made (and locked) it
     with pytest.raises(SweepStateError, match="already exists.*--resume"):
         new_sweep(space, tmp_path / "store", "S")
     with pytest.raises(SweepStateError, match="nothing to resume"):
@@ -200,6 +202,17 @@ def test_cli_refuses_before_ray_starts(tmp_path, capsys):
                                        "params": {"model.dropout": {"uniform": [0.3, 0.8]}}}))
     assert main(["--space", str(missing), "--storage", str(tmp_path / "store")]) == 2
     assert "nowhere/dataset.yaml" in capsys.readouterr().err
+    loss = tmp_path / "loss.yaml"
+    loss.write_text(yaml.safe_dump({"base": "base.yaml", "search": {"num_samples": 2, "metric": "val_loss"},
+                                    "params": {"loss.margin": {"uniform": [50.0, 200.0]}}}))
+    assert main(["--space", str(loss), "--storage", str(tmp_path / "store")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(loss) in error and "val_ref_loss" in error
+    cheat = tmp_path / "cheat.yaml"
+    cheat.write_text(yaml.safe_dump({"base": "base.yaml", "search": {"num_samples": 2, "metric": "test_auc"},
+                                     "params": {"model.dropout": {"uniform": [0.3, 0.8]}}}))
+    assert main(["--space", str(cheat), "--storage", str(tmp_path / "store")]) == 2
+    assert "--diagnostic" in capsys.readouterr().err
     assert not ray.is_initialized()
 
 
@@ -230,6 +243,16 @@ def test_only_the_engines_metrics_go_to_mlflow():
 
 # ------------------------------------------------------------------------------------------------ outcome, summary
 
+def test_trials_rank_on_the_value_at_their_selected_checkpoint():
+    # the engine's selected_value (the rule's value at the selected checkpoint) is what the sweep ranks on, even
+    # when a later epoch's raw value is lower (min_delta, smoothing: the selector did not pick it)
+    assert selected_value({"val_ref_loss": 0.5, "is_best": False, "selected_value": 0.9}, "val_ref_loss", 1.0) == 0.9
+    assert selected_value({"val_ref_loss": 0.5, "selected_value": float("nan")}, "val_ref_loss", None) is None
+    # an engine without selection values: the metric at the epoch the checkpoint selector flagged, else unchanged
+    assert selected_value({"val_loss": 0.5, "is_best": False}, "val_loss", 0.8) == 0.8
+    assert selected_value({"val_loss": 0.7, "is_best": True}, "val_loss", 0.8) == 0.7
+
+
 def test_trial_outcomes(tmp_path):
     assert trial_outcome(tmp_path, {"epoch": 2, "selection_epoch": 1}, epochs=5).stopped_by == "asha"
     assert trial_outcome(tmp_path, {}, epochs=5, error="TrialDiverged: loss inf").status == "diverged"
@@ -248,10 +271,60 @@ def test_table_ranks_by_the_metric_and_best_config_runs_with_vad_train(tmp_path)
             TrialRow("ccc", 3, {"optim.weight_decay": 2e-3}, TrialOutcome("diverged", 1, None), None, {})]
     assert [r.trial_id for r in ranked(rows, "min")] == ["bbb", "aaa", "ccc"]
     table = results_table(rows, space).splitlines()
-    assert "best_val_loss" in table[0] and "t002" in table[1] and "diverged" in table[3]
+    assert "best_val_ref_loss" in table[0] and "t002" in table[1] and "diverged" in table[3]
     files = write_summary(tmp_path / "out", rows, space, "S")
     config = TrainConfig.from_yaml(files["best_config.yaml"])
     assert config.optim.weight_decay == 1e-3 and config.train.epochs == 3
     assert config.data.dataset == "synthetic:tiny" and config.train.evaluate_selected == "end"
+    # the best config selects as the sweep did, and scores val_ref_loss with the sweep's reference loss
+    assert config.train.selection == "val_ref_loss" and config.train.reference_loss["margin"] == 100.0
     assert json.loads(files["summary.json"].read_text())["best_trial_id"] == "bbb"
     assert best_config(space, rows[0])["optim"]["weight_decay"] == 5e-4
+
+
+def test_the_table_shows_validation_metrics_and_test_metrics_only_when_asked(tmp_path):
+    space = make_space(tmp_path, {"optim.weight_decay": {"loguniform": [1e-5, 1e-2]}})
+    done = TrialOutcome("completed", 3, 2)
+    rows = [TrialRow("aaa", 1, {"optim.weight_decay": 5e-4}, done, 1.5, {"auc": 0.6123},
+                     {"val_loss": 1.25, "val_video_auc": 0.875}),
+            TrialRow("bbb", 2, {"optim.weight_decay": 1e-3}, done, 1.2, {"auc": 0.7321}, {"val_loss": 1.5})]
+    plain = results_table(rows, space)
+    header = plain.splitlines()[0]
+    assert "val_video_auc" in header and "val_loss" in header and "test" not in header
+    assert "0.8750" in plain and "0.6123" not in plain and "0.7321" not in plain
+    assert "NOT used for choosing" not in table_caption(space)
+    shown = results_table(rows, space, show_test=True)
+    assert "test auc" in shown.splitlines()[0] and "0.6123" in shown and "0.7321" in shown
+    assert "NOT used for choosing" in table_caption(space, show_test=True)
+    summary = write_summary(tmp_path / "out", rows, space, "S")["summary.md"].read_text()
+    assert "0.6123" not in summary and "val_video_auc" in summary
+    summary = write_summary(tmp_path / "out", rows, space, "S", show_test=True)["summary.md"].read_text()
+    assert "0.6123" in summary and "NOT used for choosing" in summary
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["trial_chosen_by"] == "val"
+
+
+def test_a_test_selected_sweep_says_so_in_its_table_and_best_config(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = tmp_path / "diag.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "search": {"num_samples": 2, "metric": "test_auc"},
+                                    "params": {"model.dropout": {"uniform": [0.3, 0.8]}}}))
+    space = load_space(path, diagnostic=True)
+    rows = [TrialRow("aaa", 1, {"model.dropout": 0.7}, TrialOutcome("completed", 3, 2), 0.8, {"auc": 0.8})]
+    assert "TEST-SELECTED" in table_caption(space)
+    files = write_summary(tmp_path / "out", rows, space, "S")
+    assert "TEST-SELECTED" in files["summary.md"].read_text()
+    assert "TEST-SELECTED" in files["best_config.yaml"].read_text().splitlines()[0]
+    assert json.loads(files["summary.json"].read_text())["protocol"] == "test-selected"
+
+
+def test_the_split_hash_is_the_split_files_and_the_list_hash_has_its_own_name():
+    import hashlib
+
+    from vad.prepare import prepare_data
+
+    config = TrainConfig.from_dict({**BASE, "train": {"epochs": 1}})
+    facts = prepare_data(config).describe()
+    split_file = Path(str(facts["split_file"]))
+    assert facts["split_sha256"] == hashlib.sha256(split_file.read_bytes()).hexdigest()
+    assert facts["train_list_sha256"] == json.loads(split_file.read_text())["list_sha256"]
+    assert facts["split_sha256"] != facts["train_list_sha256"]

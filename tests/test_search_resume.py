@@ -1,5 +1,5 @@
-"""Sweeps as separate processes: ``--resume`` after a real SIGKILL of the driver mid-sweep, and a sweep that joins
-a running Ray cluster (``ray start --head``) with ``--address``.
+"""Sweeps as separate processes: ``--resume`` after a real SIGKILL of the driver mid-sweep and mid-confirmation,
+and a sweep that joins a running Ray cluster (``ray start --head``) with ``--address``.
 
 Every process these tests start gets its own session (process group); what is left of it afterwards (the killed
 driver's Ray agents, the cluster's processes) is ended by that group id, never by process name.
@@ -18,6 +18,8 @@ import pytest
 from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
 from sweep_helpers import REPO, base_config, sweep_runs, write_space
+
+from search.confirm import PLAN_FILE
 
 pytestmark = pytest.mark.slow
 BASE = base_config(steps_per_epoch=20)
@@ -50,6 +52,7 @@ def check_runs(client: MlflowClient, name: str, trial_ids: set[str], epochs: int
     """One parent and exactly one terminal child run per Tune trial; per-epoch metrics without duplicate steps;
     a trial that reached the last epoch trained to its end (its run's result is there)."""
     _, parents, children = sweep_runs(client, name)
+    children = [c for c in children if c.data.tags.get("group", "search") == "search"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags["trial_id"] for c in children) == sorted(trial_ids)
     for child in children:
@@ -77,6 +80,7 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_exactly_once(tmp_pat
         "search": {"sampler": "tpe", "num_samples": 6, "epochs": 8, "seed": 1},
         "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+        "confirm": {"top": 0},  # the confirmation's resume has its own test
         "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}, "model.dropout": {"uniform": [0.3, 0.8]}},
     }, BASE)
     store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
@@ -112,6 +116,74 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_exactly_once(tmp_pat
     check_runs(MlflowClient(tracking_uri=uri), "K", set(ids), epochs=8)
 
 
+def confirm_in_progress(experiment: Path) -> bool:
+    """The search is over (the record says ``confirm``), a confirmation seed has finished and another one is
+    mid-run with two Tune checkpoints."""
+    record = experiment / "search" / "sweep.json"
+    if not record.is_file() or json.loads(record.read_text()).get("stage") != "confirm":
+        return False
+    folder = experiment / "confirm"
+    finished = list(folder.glob("trial_*/run/result.json"))
+    running = [d for d in folder.glob("trial_*") if (d / "checkpoint_000001").is_dir()
+               and not (d / "run" / "result.json").exists()]
+    return bool(finished) and bool(running)
+
+
+def test_resume_continues_an_interrupted_confirmation(tmp_path, tmp_path_factory):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "random", "num_samples": 2, "epochs": 6, "seed": 1},
+        "scheduler": {"name": "fifo"},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+        "confirm": {"top": 1, "seeds": 2},
+        "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    }, BASE)
+    store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
+    command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "Q", "--storage", str(store),
+               "--tracking-uri", uri]
+    log = tmp_path / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not confirm_in_progress(store / "Q"):
+                assert driver.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()}"
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            os.kill(driver.pid, signal.SIGKILL)
+            assert driver.wait(timeout=30) == -signal.SIGKILL
+            time.sleep(2)
+        finally:
+            end_group(driver)
+    results = (store / "Q" / "confirm").glob("trial_*/run/result.json")
+    done_before = {path.parents[1].name: path.stat().st_mtime_ns for path in results}
+    search_before = sorted(t.trial_id for t in ExperimentAnalysis(str(store / "Q")).trials)
+
+    assert run_to_end(command + ["--resume"], env, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
+    assert "Confirmation:" in (tmp_path / "resume.log").read_text()
+    assert sorted(t.trial_id for t in ExperimentAnalysis(str(store / "Q")).trials) == search_before
+    plan = json.loads((store / "Q" / "search" / PLAN_FILE).read_text())
+    points = len(plan["candidates"]) * len(plan["seeds"])
+    trials = ExperimentAnalysis(str(store / "Q" / "confirm")).trials
+    assert len(trials) == points and all(t.status == "TERMINATED" for t in trials)
+    assert len({(t.config["optim.lr"], t.config["train.seed"]) for t in trials}) == points
+    for name, mtime in done_before.items():  # a finished seed is not rerun
+        assert (store / "Q" / "confirm" / name / "run" / "result.json").stat().st_mtime_ns == mtime
+    assert json.loads((store / "Q" / "search" / "sweep.json").read_text())["stage"] == "done"
+
+    client = MlflowClient(tracking_uri=uri)
+    _, parents, children = sweep_runs(client, "Q")
+    confirm = [c for c in children if c.data.tags.get("group") == "confirm"]
+    assert sorted(c.data.tags["trial_id"] for c in confirm) == sorted(t.trial_id for t in trials)
+    for child in confirm:
+        assert child.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")]
+        assert steps == list(range(1, 7)), (child.info.run_name, steps)
+    assert parents[0].info.status == "FINISHED" and parents[0].data.tags["confirmed_trial"]
+    assert (store / "Q" / "search" / "best_config.yaml").read_text().startswith("# Confirmed winner of sweep Q")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,6 +217,7 @@ def test_sweep_joins_a_running_cluster(tmp_path, tmp_path_factory):
             "search": {"sampler": "random", "num_samples": 3, "epochs": 2},
             "scheduler": {"name": "fifo"},
             "resources": {"cpus_per_trial": 1},
+            "confirm": {"top": 0},
             "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
         }, BASE)
         uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"

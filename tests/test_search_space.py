@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from search.space import SearchSpace, SpaceError, load_space
+from vad.config import TrainSection
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "spaces").glob("*.yaml"))
@@ -16,6 +17,7 @@ BASE = {
     "optim": {"lr": 1.0e-3, "weight_decay": 5.0e-4},
     "train": {"epochs": 4, "batch_per_class": 4},
 }
+BASE_TRAIN = TrainSection()
 GOOD = {
     "base": "base.yaml",
     "search": {"num_samples": 4, "epochs": 3},
@@ -100,7 +102,15 @@ def test_smoke_test_is_one_short_trial(tmp_path):
     ({"search": {"num_samples": None}}, ["search.num_samples", "missing"]),
     ({"search": {"metric": "val_loss", "mode": "max"}}, ["search.mode"]),
     ({"search": {"metric": "val_accuracy"}}, ["search.metric"]),
-    ({"search": {"metric": "test_auc"}}, ["search.metric", "train.test_every_epoch"]),
+    ({"search": {"metric": "test_auc"}}, ["search.metric", "test set", "--diagnostic", "val_ref_loss"]),
+    ({"search": {"metric": "test_ap"}}, ["search.metric", "test set", "--diagnostic"]),
+    ({"fixed": {"train.selection": "test_auc"}}, ["fixed.train.selection", "test_auc", "search.metric"]),
+    ({"fixed": {"train.min_delta": 0.1}}, ["fixed.train.min_delta", "search.min_delta"]),
+    ({"fixed": {"train.reference_loss": {"k": 4}}}, ["fixed.train.reference_loss", "managed"]),
+    ({"params": {"train.selection_window": {"int": [1, 5]}}},
+     ["params.train.selection_window", "search.selection_window"]),
+    ({"search": {"selection_rule": "median"}}, ["search.metric, search.selection_rule", "median"]),
+    ({"search": {"selection_ema": 1.5}}, ["search.selection_ema", "selection_ema"]),
     ({"search": {"epochs": 0}}, ["search.epochs"]),
     ({"scheduler": {"name": "hyperband"}}, ["scheduler.name"]),
     ({"scheduler": {"grace_period": 10}}, ["scheduler.grace_period"]),
@@ -145,3 +155,67 @@ def test_dataset_paths_in_a_space_are_made_absolute(tmp_path):
     space = load_space(write_space(tmp_path, {**GOOD, "dataset": "data/dataset.yaml"}))
     assert space.base.data.dataset == str((tmp_path / "data" / "dataset.yaml").resolve())
     assert isinstance(space, SearchSpace)
+
+
+# ------------------------------------------------------------------------------------------------ honest ranking
+
+LOSS_SEARCH = {"loss.margin": {"uniform": [50.0, 200.0]}, "optim.weight_decay": {"loguniform": [1.0e-5, 1.0e-2]}}
+
+
+def test_ranking_on_the_trained_objective_while_searching_the_loss_is_refused(tmp_path):
+    path = write_space(tmp_path, {**with_params(**LOSS_SEARCH), "search": {**GOOD["search"], "metric": "val_loss"}})
+    with pytest.raises(SpaceError) as error:
+        load_space(path)
+    message = str(error.value)
+    for word in (str(path), "search.metric", "val_loss", "loss.margin", "val_ref_loss", "val_video_auc",
+                 "val_video_ap"):
+        assert word in message, message
+    # without a searched loss key, val_loss is one function for every trial: accepted
+    assert load_space(write_space(tmp_path, {**GOOD, "search": {**GOOD["search"], "metric": "val_loss"}}))
+
+
+def test_val_ref_loss_is_the_default_and_every_trial_selects_with_it_and_gets_the_base_loss(tmp_path):
+    space = load_space(write_space(tmp_path, with_params(**LOSS_SEARCH)))
+    assert (space.search.metric, space.search.mode) == ("val_ref_loss", "min")
+    trial = space.trial_config({"loss.margin": 150.0, "optim.weight_decay": 1.0e-3}).train
+    assert trial.selection == "val_ref_loss"
+    # the base file sets k: 3; every other loss argument is the loss's default (margin 100, not the trial's 150)
+    assert trial.reference_loss["k"] == 3 and trial.reference_loss["margin"] == 100.0
+    assert space.trial_config(space.baseline_point()).train.reference_loss == trial.reference_loss
+    assert space.protocol == {"checkpoint_chosen_by": "val", "trial_chosen_by": "val"}
+
+
+def test_the_metric_direction_comes_from_the_catalogue(tmp_path):
+    for metric, mode in (("val_video_ap", "max"), ("val_video_auc", "max"), ("val_ref_loss", "min")):
+        space = load_space(write_space(tmp_path, {**GOOD, "search": {**GOOD["search"], "metric": metric}}))
+        assert space.search.mode == mode and space.sweep_config().train.selection == metric
+    with pytest.raises(SpaceError, match="maximised"):
+        load_space(write_space(tmp_path, {**GOOD, "search": {**GOOD["search"], "metric": "val_video_ap",
+                                                             "mode": "min"}}))
+
+
+def test_a_test_metric_needs_diagnostic_and_is_labelled_test_selected(tmp_path):
+    path = write_space(tmp_path, {**GOOD, "search": {**GOOD["search"], "metric": "test_auc"}})
+    with pytest.raises(SpaceError, match="--diagnostic"):
+        load_space(path)
+    space = load_space(path, diagnostic=True)
+    assert space.diagnostic and space.search.uses_test_data and space.search.mode == "max"
+    assert space.sweep_config().train.selection == "test_auc"
+    assert space.protocol == {"checkpoint_chosen_by": "test", "trial_chosen_by": "test",
+                              "protocol": "test-selected"}
+
+
+def test_the_space_sets_the_selection_rule_of_every_trial(tmp_path):
+    fixed_same = {"train.selection": "val_video_auc"}  # repeating the metric is allowed
+    space = load_space(write_space(tmp_path, {
+        **GOOD, "fixed": fixed_same,
+        "search": {**GOOD["search"], "metric": "val_video_auc", "selection_rule": "moving_average",
+                   "selection_window": 4, "min_delta": 0.01}}))
+    train = space.trial_config(space.baseline_point()).train
+    assert (train.selection, train.selection_rule, train.selection_window, train.min_delta) == (
+        "val_video_auc", "moving_average", 4, 0.01)
+    assert train.selection_ema == BASE_TRAIN.selection_ema  # not set by the space: the base config's
+    base = load_space(write_space(tmp_path, {**GOOD, "search": {**GOOD["search"]}},
+                                  {**BASE, "train": {**BASE["train"], "selection_rule": "ema", "selection_ema": 0.3}}))
+    train = base.sweep_config().train
+    assert (train.selection_rule, train.selection_ema, train.selection) == ("ema", 0.3, "val_ref_loss")

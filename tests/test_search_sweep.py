@@ -1,6 +1,7 @@
 """End-to-end sweeps on synthetic data with a real (shared, local) Ray: MLflow parent/child runs, ASHA, a grid,
-a diverging trial, and the ``--smoke-test`` of every space file."""
+a diverging trial, the reference objective and protocol tags, and the ``--smoke-test`` of every space file."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,10 @@ def store(tmp_path_factory):
 
 
 def sweep(space: Path, name: str, folder: Path, store: str, *extra: str) -> int:
+    """``search.run`` on ``space``; without the seed confirmation unless ``extra`` asks for it (its own tests)."""
+    confirm = () if "--confirm-top" in extra else ("--confirm-top", "0")
     return main(["--space", str(space), "--name", name, "--storage", str(folder / "store"),
-                 "--tracking-uri", store, *extra])
+                 "--tracking-uri", store, *confirm, *extra])
 
 
 def runs_of(store: str, name: str) -> tuple:
@@ -62,13 +65,19 @@ def test_sweep_logs_a_parent_and_one_child_per_trial_and_asha_stops_trials(ray_i
     }, BASE)
     assert sweep(space, "S", tmp_path, store, "--gpus-per-trial", "0.5") == 0
     out = capsys.readouterr().out
-    assert "No GPU in the Ray cluster: trials run on the CPU" in out and "best_val_loss" in out
+    assert "No GPU in the Ray cluster: trials run on the CPU" in out and "best_val_ref_loss" in out
+    assert "test auc" not in out  # test metrics only with --show-test
 
     client, parent, children = runs_of(store, "S")
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "S"
-    assert {"git_commit", "split_sha256", "train_cache_key", "dataset"} <= set(parent.data.tags)
+    assert {"git_commit", "split_sha256", "train_list_sha256", "train_cache_key", "dataset"} <= set(parent.data.tags)
+    assert "protocol" not in parent.data.tags and parent.data.tags["trial_chosen_by"] == "val"
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"space", "config", "summary.md", "summary.json", "best_config.yaml"} <= parent_files
+    assert {"space", "config", "split", "summary.md", "summary.json", "best_config.yaml"} <= parent_files
+    (split,) = client.list_artifacts(parent.info.run_id, "split")
+    split_file = Path(client.download_artifacts(parent.info.run_id, split.path, str(tmp_path)))
+    assert hashlib.sha256(split_file.read_bytes()).hexdigest() == parent.data.tags["split_sha256"]
+    assert parent.data.tags["train_list_sha256"] != parent.data.tags["split_sha256"]
 
     trials = {t.trial_id: t for t in tune_trials(tmp_path, "S")}
     assert len(trials) == 5 and len(children) == 5
@@ -157,3 +166,49 @@ def test_smoke_test_runs_every_space(ray_instance, store, tmp_path, space_file):
     assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [1]
     assert "selected_auc" in child.data.metrics
     assert child.data.params["data.dataset"].startswith("synthetic:")
+
+
+def test_a_sweep_over_the_loss_ranks_every_trial_on_the_reference_loss(ray_instance, store, tmp_path, capsys):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "random", "num_samples": 3, "epochs": 3, "metric": "val_ref_loss"},
+        "scheduler": {"name": "fifo"},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+        "params": {"loss.margin": {"uniform": [50.0, 200.0]}},
+    }, BASE)
+    assert sweep(space, "R", tmp_path, store, "--show-test") == 0
+    out = capsys.readouterr().out
+    assert "test auc" in out and "NOT used for choosing" in out
+
+    client, parent, children = runs_of(store, "R")
+    assert len(children) == 3 and "protocol" not in parent.data.tags
+    margins = set()
+    for child in children:
+        tags, run_id = child.data.tags, child.info.run_id
+        assert (tags["checkpoint_chosen_by"], tags["trial_chosen_by"], tags["group"]) == ("val", "val", "search")
+        assert child.data.params["train.selection"] == "val_ref_loss"
+        margins.add(child.data.params["loss.margin"])
+        assert yaml.safe_load(child.data.params["train.reference_loss"])["margin"] == 100.0  # the base's, for all
+        history = {m.step: m.value for m in client.get_metric_history(run_id, "val_ref_loss")}
+        assert sorted(history) == [1, 2, 3]
+        # the ranked value is val_ref_loss at the selected checkpoint (rule min)
+        assert child.data.metrics["best_val_ref_loss"] == pytest.approx(history[int(tags["selected_epoch"])])
+        assert child.data.metrics["best_val_ref_loss"] == pytest.approx(min(history.values()))
+    assert len(margins) == 3
+
+
+def test_a_test_selected_sweep_needs_diagnostic_and_is_tagged(ray_instance, store, tmp_path):
+    space = write_space(tmp_path, {
+        "search": {"sampler": "random", "num_samples": 2, "epochs": 2, "metric": "test_auc"},
+        "scheduler": {"name": "fifo"},
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
+        "params": {"model.dropout": {"uniform": [0.3, 0.8]}},
+    }, BASE)
+    assert sweep(space, "D0", tmp_path, store) == 2  # refused before any trial
+    assert sweep(space, "D", tmp_path, store, "--diagnostic") == 0
+    client, parent, children = runs_of(store, "D")
+    assert parent.data.tags["protocol"] == "test-selected"
+    assert len(children) == 2
+    for child in children:
+        assert child.data.tags["protocol"] == "test-selected"
+        assert (child.data.tags["checkpoint_chosen_by"], child.data.tags["trial_chosen_by"]) == ("test", "test")
+        assert len(client.get_metric_history(child.info.run_id, "test_auc")) == 2

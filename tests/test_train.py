@@ -2,17 +2,20 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from vad.builders import epoch_batches
 from vad.checkpoint import load_checkpoint
 from vad.config import TrainConfig
 from vad.data import BalancedBatchSampler
 from vad.evaluate import main as evaluate_main
-from vad.train import epoch_batches, train
+from vad.metrics.catalogue import frame_metric_names
+from vad.training import train
 
 TINY = {
     "data": {"dataset": "synthetic:tiny"},
@@ -101,7 +104,7 @@ def test_report_is_called_every_epoch_after_the_checkpoint(tmp_path):
 
 
 def test_patience_stops_early(tmp_path):
-    result = train(tiny(**{"train.epochs": 30, "train.patience": 1, "optim.lr": 0.0}),
+    result = train(tiny(**{"train.epochs": 30, "train.patience": 1, "optim.lr": 1e-12, "train.min_delta": 1.0}),
                    report=lambda m, o: None, out_dir=tmp_path)
     assert result.status == "early_stopped" and len(result.epochs) < 30
 
@@ -128,6 +131,27 @@ def test_evaluate_cli_reproduces_the_training_metrics(tiny_run, tmp_path):
     assert again["auc"] == metrics["auc"] and again["f1"] == metrics["f1"]
 
 
+def test_evaluate_prints_and_writes_bootstrap_intervals(tiny_run, tmp_path, capsys):
+    out = tmp_path / "ci"
+    assert evaluate_main(["--checkpoint", f"{tiny_run.out_dir}/best.pt", "--out", str(out), "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("| rtfm"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    with_interval = [c for c in cells if re.fullmatch(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]", c)]
+    assert len(with_interval) == len(frame_metric_names()), row  # every frame metric, not the two losses
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in frame_metric_names():
+        low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
+        assert 0.0 <= low <= high <= 1.0, name
+    assert metrics["auc_ci_high"] - metrics["auc_ci_low"] > 0  # videos differ: resampling them moves the AUC
+    assert "200 replicates" in printed
+    # seeded: the same call gives the same intervals; --n-boot 0 gives none
+    assert evaluate_main(["--checkpoint", f"{tiny_run.out_dir}/best.pt", "--out", str(out), "--n-boot", "200"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["auc_ci_low"] == metrics["auc_ci_low"]
+    assert evaluate_main(["--checkpoint", f"{tiny_run.out_dir}/best.pt", "--out", str(out), "--n-boot", "0"]) == 0
+    assert not any(k.endswith("_ci_low") for k in json.loads((out / "metrics.json").read_text()))
+
+
 def test_evaluate_original_weights_in_the_authors_layout(tiny_run, tmp_path):
     state = load_checkpoint(f"{tiny_run.out_dir}/best.pt")["model"]
     weights = tmp_path / "rtfm_authors.pkl"
@@ -148,3 +172,24 @@ def test_demo_config_learns_the_planted_anomalies(tmp_path):
     result = train(config, report=lambda m, o: None, out_dir=tmp_path)
     assert result.status in {"completed", "early_stopped"}
     assert result.test["auc"] >= 0.75, result.test
+
+
+def test_no_library_module_imports_a_command_line_module():
+    """``vad.evaluate`` is imported by nothing; ``vad.train`` only for its ``train`` function."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted([*root.glob("vad/**/*.py"), *root.glob("search/**/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name in ("vad.evaluate", "vad.train")]
+            elif isinstance(node, ast.ImportFrom) and node.module in ("vad.evaluate", "vad.train"):
+                names = [f"{node.module}.{a.name}" for a in node.names
+                         if (node.module, a.name) != ("vad.train", "train")]
+            elif isinstance(node, ast.ImportFrom) and node.module == "vad":
+                names = [f"vad.{a.name}" for a in node.names if a.name in ("evaluate", "train")]
+            else:
+                continue
+            offenders += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in names]
+    assert not offenders, offenders

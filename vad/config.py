@@ -16,10 +16,22 @@ from typing import Any, Literal
 
 import yaml
 
-from vad.coerce import ConfigError, coerce, coerce_kwargs, signature_hints
+from vad.coerce import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    ConfigError,
+    Limit,
+    coerce,
+    coerce_kwargs,
+    signature_hints,
+)
+from vad.metrics.catalogue import selectable_metrics
+from vad.yaml_file import load_yaml
 
 SECTIONS = ("data", "model", "loss", "optim", "train")
-SELECTIONS = ("val_loss", "val_video_auc", "test_auc", "test_ap")
+SelectionMetric = Literal[tuple(selectable_metrics())]  # type: ignore[valid-type]
+"""The metrics that may choose a checkpoint: the catalogue's selectable ones."""
 
 
 @dataclass
@@ -30,12 +42,20 @@ class DataConfig:
     """Path to a ``dataset.yaml`` (relative to the config file) or ``synthetic:<preset>`` (generated on first use)."""
     n_segments: int = 32
     resample: Literal["mean", "linear"] | None = None
-    """``mean`` (RTFM/MGFN) or ``linear`` (S3R); ``None`` picks the model's own."""
+    """``mean`` or ``linear``; ``None`` picks the model's own (its registry entry's ``resample``)."""
     val_fraction: float | None = None
     """Share of training videos held out for validation; ``None`` takes the dataset's default (10% UCF, 20% XD)."""
     split_seed: int = 0
-    dictionary_ratio: float = 0.5
-    """S3R only: dictionary atoms as a share of the normal training videos."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The model's own ``data.*`` options (its registry entry's ``data_options``, e.g. S3R's
+    ``dictionary_ratio``), defaults filled in. Written flat in YAML (``data.dictionary_ratio``) and readable as
+    attributes (``config.data.dictionary_ratio``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @dataclass
@@ -61,11 +81,24 @@ class TrainSection:
     batch_per_class: int = 32
     steps_per_epoch: int | None = None
     """``None``: an epoch is one pass over the training videos; an int reproduces the papers' iteration counts."""
-    selection: Literal["val_loss", "val_video_auc", "test_auc", "test_ap"] = "val_loss"
-    """``test_auc``/``test_ap`` select on the test set: the original papers' protocol, a labelled diagnostic."""
+    selection: SelectionMetric = "val_loss"
+    """A selectable catalogue metric (``vad.metrics.catalogue.selectable_metrics()``); ``test_auc``/``test_ap``
+    select on the test set: the original papers' protocol, a labelled diagnostic."""
+    selection_rule: Literal["min", "moving_average", "ema"] = "min"
+    """How the selection metric's per-epoch values are smoothed before the best epoch is chosen (see
+    :mod:`vad.selection`): ``min`` the raw values, ``moving_average`` over ``selection_window`` epochs, ``ema``
+    with ``selection_ema``. ``min`` is the default by evidence: on ``synthetic:ucf-like`` no smoothing rule beat it
+    beyond seed noise (``benchmarks/selection.py``, ``## selection`` of ``benchmarks/RESULTS.md``)."""
+    selection_window: int = 3
+    selection_ema: float = 0.5
+    """The EMA's weight of the newest epoch, in (0, 1]."""
     patience: int | None = None
-    """Stop after this many epochs without improvement of the selection metric (``None``: never)."""
+    """Stop after this many epochs without improvement of the rule's value (``None``: never)."""
     min_delta: float = 0.0
+    """An improvement must beat the best value so far by more than this (absolute)."""
+    reference_loss: dict[str, Any] | None = None
+    """Loss arguments of the reference objective reported as ``val_ref_loss`` (a sweep sets the base config's
+    ``loss`` section, so every trial is scored by one function); ``None``: this run's own ``loss``."""
     test_every_epoch: bool = False
     """Also compute frame-level test metrics every epoch (forced on by the ``test_*`` selections)."""
     threshold: float = 0.5
@@ -82,6 +115,14 @@ class TrainSection:
     """When the selected checkpoint meets the test set: once at the ``end``, or each time the selection improves
     (``on_improvement``: a run stopped early, e.g. by ASHA, still has the test metrics of its selected checkpoint,
     reported as ``selected_<metric>``). Selection never looks at these numbers."""
+
+    def __post_init__(self) -> None:
+        if self.selection_window < 1:
+            raise ConfigError(f"train.selection_window: must be at least 1, got {self.selection_window}")
+        if not 0.0 < self.selection_ema <= 1.0:
+            raise ConfigError(f"train.selection_ema: must lie in (0, 1], got {self.selection_ema}")
+        if self.min_delta < 0:
+            raise ConfigError(f"train.min_delta: must not be negative, got {self.min_delta}")
 
 
 @dataclass
@@ -109,7 +150,7 @@ class TrainConfig:
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any], source: str | Path | None) -> TrainConfig:
-        from vad.models.registry import get_entry
+        from vad.models.registry import get_entry, list_models
 
         if not isinstance(data, dict):
             raise ConfigError(f"expected a mapping with sections {', '.join(SECTIONS)}, got {type(data).__name__}")
@@ -121,32 +162,31 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected a mapping, got {type(data[name]).__name__}")
         model = dict(data.get("model") or {})
         if "name" not in model:
-            raise ConfigError("model.name: missing (one of the registered models, e.g. rtfm, mgfn, s3r)")
+            raise ConfigError(f"model.name: missing (one of the registered models: {', '.join(list_models())})")
         name = model.pop("name")
         try:
             entry = get_entry(name)
         except KeyError as exc:
             raise ConfigError(f"model.name: {exc.args[0]}") from None
-        return cls(
+        config = cls(
             model_name=name,
-            data=_section(DataConfig, data.get("data"), "data"),
+            data=_data_section(data.get("data"), name),
             model=coerce_kwargs(model, entry.model_cls, "model"),
             loss=coerce_kwargs(dict(data.get("loss") or {}), entry.loss_cls, "loss"),
             optim=_section(OptimConfig, data.get("optim"), "optim"),
-            train=_section(TrainSection, data.get("train"), "train"),
+            train=_reference_loss(_section(TrainSection, data.get("train"), "train"), entry.loss_cls),
             source=str(source) if source else None,
         )
+        if config.k > config.data.n_segments:
+            raise ConfigError(f"loss.k: {config.k} snippets cannot be picked from data.n_segments="
+                              f"{config.data.n_segments}; lower loss.k or raise data.n_segments")
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Read a config file (``yaml.safe_load``), apply dotted ``overrides`` and validate."""
         path = Path(path).expanduser().resolve()
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: malformed YAML ({exc})") from None
+        data = load_yaml(path, "config file")
         if overrides:
             data = apply_overrides(data or {}, overrides, source=path)
         return cls.from_dict(data, source=path)
@@ -155,7 +195,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain values (tuples as lists), loadable again with :meth:`from_dict`."""
         out = {
-            "data": dataclasses.asdict(self.data),
+            "data": _flat_data(self.data),
             "model": {"name": self.model_name, **self.model},
             "loss": dict(self.loss),
             "optim": dataclasses.asdict(self.optim),
@@ -195,12 +235,33 @@ class TrainConfig:
     @property
     def resample_method(self) -> str:
         """The resampling of training videos: the configured one, else the model's (S3R: linear)."""
-        return self.data.resample or ("linear" if self.model_name == "s3r" else "mean")
+        from vad.models.registry import get_entry
+
+        return self.data.resample or get_entry(self.model_name).resample
 
     @property
     def k(self) -> int:
         """The top-k size used for video scores (the loss's ``k``, else 3)."""
         return int(self.loss.get("k", 3))
+
+
+SECTION_LIMITS: dict[str, Limit] = {
+    "data.n_segments": POSITIVE_INT,
+    "data.val_fraction": Limit(0.0, 1.0, low_open=True, high_open=True),
+    "optim.lr": POSITIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.betas": Limit(0.0, 1.0, high_open=True),
+    "optim.momentum": NON_NEGATIVE,
+    "train.epochs": POSITIVE_INT,
+    "train.batch_per_class": POSITIVE_INT,
+    "train.steps_per_epoch": POSITIVE_INT,
+    "train.patience": POSITIVE_INT,
+    "train.min_delta": NON_NEGATIVE,
+    "train.threshold": Limit(0.0, 1.0, low_open=True, high_open=True),
+    "train.num_threads": POSITIVE_INT,
+}
+"""The ranges of the generic sections' values (``None`` always allowed), checked by :func:`_section` before any
+work; models and losses declare theirs as ``ARG_LIMITS`` (:func:`vad.coerce.check_limits`)."""
 
 
 def _section(cls: type, values: dict[str, Any] | None, name: str) -> Any:
@@ -211,7 +272,51 @@ def _section(cls: type, values: dict[str, Any] | None, name: str) -> Any:
         raise ConfigError(
             f"unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; known: {', '.join(sorted(hints))}"
         )
-    return cls(**{k: coerce(v, hints[k][0], f"{name}.{k}") for k, v in values.items()})
+    coerced = {k: coerce(v, hints[k][0], f"{name}.{k}") for k, v in values.items()}
+    for key, value in coerced.items():
+        limit = SECTION_LIMITS.get(f"{name}.{key}")
+        if limit is not None and (why := limit.problem(value)) is not None:
+            raise ConfigError(f"{name}.{key}: {why}")
+    return cls(**coerced)
+
+
+def _data_section(values: dict[str, Any] | None, model_name: str) -> DataConfig:
+    """The ``data`` section: the generic keys plus the options model ``model_name`` declares in its entry."""
+    from vad.models.registry import get_entry, list_models
+
+    values = dict(values or {})
+    declared = get_entry(model_name).data_options
+    own = {k: values.pop(k) for k in list(values) if k in declared}
+    for key in [k for k in values if k == "options" or k not in signature_hints(DataConfig)]:
+        owners = [m for m in list_models() if key in get_entry(m).data_options]
+        if owners and values[key] == get_entry(owners[0]).data_options[key].default:
+            del values[key]  # configs stored before options moved to their models carry S3R's default everywhere
+        elif owners:
+            raise ConfigError(f"data.{key}: an option of model {', '.join(owners)}, not of {model_name}")
+        else:
+            known = sorted({*signature_hints(DataConfig), *declared} - {"options"})
+            raise ConfigError(f"unknown key data.{key}; known: {', '.join(known)}")
+    section = _section(DataConfig, values, "data")
+    section.options = {k: option.default for k, option in declared.items()}
+    section.options.update({k: coerce(v, declared[k].type, f"data.{k}") for k, v in own.items()})
+    for key, value in section.options.items():
+        limit = declared[key].limit
+        if limit is not None and (why := limit.problem(value)) is not None:
+            raise ConfigError(f"data.{key}: {why} (the limit model {model_name} declares)")
+    return section
+
+
+def _flat_data(data: DataConfig) -> dict[str, Any]:
+    out = dataclasses.asdict(data)
+    out.update(out.pop("options"))
+    return out
+
+
+def _reference_loss(train: TrainSection, loss_cls: type) -> TrainSection:
+    """``train.reference_loss`` checked against the model's loss arguments, like the ``loss`` section."""
+    if train.reference_loss is not None:
+        train.reference_loss = coerce_kwargs(dict(train.reference_loss), loss_cls, "train.reference_loss")
+    return train
 
 
 def _plain(value: Any) -> Any:
@@ -243,5 +348,8 @@ def parse_set_arguments(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
-        out[key.strip()] = yaml.safe_load(raw)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: not a YAML value ({str(exc).splitlines()[0]})") from None
     return out

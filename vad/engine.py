@@ -71,8 +71,8 @@ def train_one_epoch(
             if not bool(torch.isfinite(out.scores).all()):
                 raise NonFiniteLossError(f"model scores became non-finite at step {step + 1} of the epoch") from exc
             raise
-        if (step + 1) % check_every == 0 and not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1} of the epoch")
+        if ((step + 1) % check_every == 0 or step + 1 == len(all_rows)) and not bool(torch.isfinite(loss)):
+            raise NonFiniteLossError(f"training loss became {float(loss.detach())} at step {step + 1} of the epoch")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -81,6 +81,10 @@ def train_one_epoch(
     values = {name: float(total) / max(len(all_rows), 1) for name, total in sums.items()}
     if not math.isfinite(values.get("train_loss", 0.0)):
         raise NonFiniteLossError(f"training loss became {values['train_loss']} during the epoch")
+    params = [p.detach() for p in model.parameters()]
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # the last steps' updates
+        raise NonFiniteLossError(f"the weights became non-finite after step {len(all_rows)} of the epoch "
+                                 "(the last update overflowed)")
     seconds = time.perf_counter() - start
     videos = int(all_rows.numel())
     values.update(epoch_time=seconds, videos_per_s=videos / seconds if seconds > 0 else float("nan"))
@@ -102,26 +106,45 @@ def forward_in_chunks(
     return ModelOutput.cat(outs)
 
 
-def paired_batches(
+def validation_batches(
     normal: np.ndarray, abnormal: np.ndarray, batch_per_class: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Deterministic balanced batches over two index sets, every batch full (``batch_per_class`` of each class):
-    both sets are cycled up to a whole number of batches covering the larger set (like the training batches,
-    and because MGFN's contrastive halves need the same row count as in training)."""
-    size = -(-max(len(normal), len(abnormal)) // batch_per_class) * batch_per_class
-    normal = np.resize(normal, size)
-    abnormal = np.resize(abnormal, size)
-    return [(normal[i:i + batch_per_class], abnormal[i:i + batch_per_class]) for i in range(0, size, batch_per_class)]
+    """Balanced batches ``[(normal_rows, abnormal_rows)]`` in which every held-out video counts once.
+
+    The losses pair normal and abnormal videos one to one, so a batch holds as many of each. The rule: the
+    larger class (``m`` videos) is cut, in order, into ``ceil(m / batch_per_class)`` consecutive batches of
+    (nearly) equal even size, at most ``batch_per_class`` (the authors' composition; sizes differ by at most 2,
+    never a batch filled up with repeated videos); the smaller class follows the same sizes, in order. So with equal
+    class counts (and an even count) every video appears exactly once. Otherwise the ``m - s`` extra places of the
+    smaller class (``s`` videos) take its videos again from the start, and an odd ``m`` takes one more video of
+    each class (even sizes: MGFN halves the rows of each class). Weighted by their size, the batches' losses
+    average over pairs.
+    """
+    larger = max(len(normal), len(abnormal))
+    if larger == 0:
+        return []
+    even = larger + larger % 2
+    cap = max(2, batch_per_class - batch_per_class % 2)
+    n_batches = -(-even // cap)
+    pairs = even // 2
+    sizes = 2 * (pairs // n_batches + (np.arange(n_batches) < pairs % n_batches))
+    normal = np.resize(normal, even)
+    abnormal = np.resize(abnormal, even)
+    bounds = np.r_[0, np.cumsum(sizes)]
+    return [(normal[a:b], abnormal[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 @torch.no_grad()
 def objective(
-    criterion: nn.Module, outputs: ModelOutput, labels: np.ndarray, batch_per_class: int, prefix: str
+    criterion: nn.Module, outputs: ModelOutput, labels: np.ndarray, batch_per_class: int, prefix: str,
+    *, terms: bool = True,
 ) -> dict[str, float]:
-    """The training objective on eval-mode ``outputs`` of held-out videos, in balanced batches of
-    ``batch_per_class`` per class (the same size as training, since sparsity and smoothness depend on it).
+    """The training objective on eval-mode ``outputs`` of held-out videos, in the balanced batches of
+    :func:`validation_batches` (each video counts once; at most ``batch_per_class`` per class, as in training,
+    since sparsity and smoothness depend on the batch).
 
-    Returns ``{prefix}_loss`` and ``{prefix}_<term>``, averaged over batches weighted by their size.
+    Returns ``{prefix}_loss`` and (with ``terms``) ``{prefix}_<term>``, averaged over batches weighted by their
+    size.
     """
     normal = np.flatnonzero(labels == 0)
     abnormal = np.flatnonzero(labels == 1)
@@ -129,12 +152,12 @@ def objective(
         return {f"{prefix}_loss": float("nan")}
     sums: dict[str, float] = {}
     total = 0
-    for n_rows, a_rows in paired_batches(normal, abnormal, batch_per_class):
+    for n_rows, a_rows in validation_batches(normal, abnormal, batch_per_class):
         rows = torch.from_numpy(np.concatenate([n_rows, a_rows])).long()
         batch_labels = torch.from_numpy(labels[rows.numpy()]).long()
-        loss, terms = criterion(outputs.select(rows.to(outputs.scores.device)), batch_labels)
+        loss, parts = criterion(outputs.select(rows.to(outputs.scores.device)), batch_labels)
         weight = len(rows)
-        for name, value in (("loss", loss), *terms.items()):
+        for name, value in (("loss", loss), *(parts.items() if terms else ())):
             sums[name] = sums.get(name, 0.0) + float(value) * weight
         total += weight
     return {f"{prefix}_{name}": value / total for name, value in sums.items()}

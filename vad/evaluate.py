@@ -2,105 +2,40 @@
 
 Also the authors' released weights (``--original rtfm|mgfn|s3r PATH --dataset DATASET``) and, without any model,
 saved per-video scores (``--scores RUN/scores.npz``). Prints the reference study's table row (AP, AUC, F1,
-F1-macro, PR-AUC, accuracy, recall, precision, test loss, train loss), writes ``metrics.json``, ``scores.npz``
-and a PNG of predicted scores over time against the ground truth for chosen videos.
+F1-macro, PR-AUC, accuracy, recall, precision, test loss, train loss; columns from ``vad.metrics.catalogue``)
+with a 95% bootstrap interval ``value [low, high]`` for every frame metric (test videos resampled with
+replacement), writes ``metrics.json`` (with ``<name>_ci_low`` / ``<name>_ci_high``), ``scores.npz`` and a PNG of
+predicted scores over time against the ground truth for chosen videos. A thin command line over
+:mod:`vad.scoring` and :mod:`vad.outputs`, imported after the arguments are parsed (``--help`` answers at once).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from vad.cli_errors import error_line, run_main
 
-from vad.checkpoint import load_checkpoint
-from vad.config import ConfigError, TrainConfig, parse_set_arguments
-from vad.evaluation import TABLE_COLUMNS, TestScores, frame_level_metrics, full_evaluation
-from vad.metrics import expand_to_frames
-from vad.models import create_loss, load_original_weights, read_checkpoint
-from vad.plots import pick_videos, plot_video_scores
-from vad.prepare import PreparedData, prepare_data
-from vad.train import build_model, pick_device, resolve_config
+if TYPE_CHECKING:
+    from vad.config import TrainConfig
 
-PERCENT_COLUMNS = {"ap", "auc", "f1", "f1_macro", "pr_auc", "accuracy", "recall", "precision"}
-HEADERS = {"ap": "AP", "auc": "AUC", "f1": "F1", "f1_macro": "F1-macro", "pr_auc": "PR-AUC", "accuracy": "Accuracy",
-           "recall": "Recall", "precision": "Precision", "test_loss": "Test loss", "train_loss": "Train loss"}
+LEVEL = 0.95
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A Markdown table of the study's columns (metrics in %), one row per named result."""
-    header = "| Model | " + " | ".join(HEADERS[c] + (" (%)" if c in PERCENT_COLUMNS else "") for c in TABLE_COLUMNS)
-    lines = [header + " |", "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
-    for name, metrics in rows.items():
-        cells = []
-        for column in TABLE_COLUMNS:
-            value = metrics.get(column)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("-")
-            else:
-                cells.append(f"{100 * value:.1f}" if column in PERCENT_COLUMNS else f"{value:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def write_outputs(out: Path, name: str, metrics: dict[str, float], scores: TestScores, prepared: PreparedData,
-                  *, videos: list[str] | None, n_plot: int, threshold: float) -> None:
-    """``metrics.json``, ``scores.npz`` and ``scores.png`` under ``out``; prints the table."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    scores.save(out / "scores.npz")
-    plot_scores(out / "scores.png", scores, prepared, videos=videos, count=n_plot, threshold=threshold)
-    print(format_table({name: metrics}))
-    print(f"wrote {out / 'metrics.json'}, {out / 'scores.npz'}, {out / 'scores.png'}")
-
-
-def plot_scores(path: Path, scores: TestScores, prepared: PreparedData, *, videos: list[str] | None = None,
-                count: int = 2, threshold: float = 0.5) -> Path:
-    """Plot chosen test videos (by id; default: ``count`` videos, abnormal and normal alternately)."""
-    if videos:
-        unknown = sorted(set(videos) - set(scores.video_ids))
-        if unknown:
-            raise ValueError(f"--videos: not in the test set: {', '.join(unknown)}")
-        chosen = [scores.video_ids.index(v) for v in videos]
-    else:
-        chosen = pick_videos(scores.video_ids, list(scores.labels), count)
-    gt = prepared.ground_truth
-    per_snippet = prepared.dataset.config.frames_per_snippet
-    frames = [expand_to_frames([scores.scores[i]], [gt.frame_lengths[i]], per_snippet) for i in chosen]
-    titles = [f"{scores.video_ids[i]} ({'abnormal' if scores.labels[i] else 'normal'})" for i in chosen]
-    return plot_video_scores(path, titles, frames, [gt.video(i) for i in chosen], threshold=threshold)
-
-
-def evaluate_model(config: TrainConfig, weights: dict[str, torch.Tensor], *, original: bool = False,
-                   dictionary: np.ndarray | None = None, device: str = "auto",
-                   prepared: PreparedData | None = None) -> tuple[dict[str, float], TestScores, PreparedData]:
-    """Load ``weights`` into the configured model and compute the full table row on its dataset."""
-    prepared = prepared or prepare_data(config)
-    if dictionary is not None:
-        prepared.dictionary = np.asarray(dictionary, dtype=np.float32)
-    config = resolve_config(config, prepared)
-    torch_device = pick_device(device)
-    model = build_model(config, prepared, torch.device("cpu"))
-    if original:
-        load_original_weights(model, weights, dictionary=None if dictionary is None else torch.as_tensor(dictionary))
-    else:
-        model.load_state_dict(weights)
-    model.to(torch_device)
-    criterion = create_loss(config.model_name, **config.loss)
-    t = config.train
-    metrics, scores = full_evaluation(
-        model, criterion, prepared, k=config.k, batch_per_class=t.batch_per_class, n_segments=config.data.n_segments,
-        method=config.resample_method, threshold=t.threshold, device=torch_device)
-    return metrics, scores, prepared
+def _help_parser(prog: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A parser showing the docstring's first paragraph and usage ``examples``."""
+    first = " ".join((__doc__ or "").strip().split("\n\n", 1)[0].split()).replace("``", "")
+    return argparse.ArgumentParser(prog=prog, description=first, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="examples:\n" + "\n".join(f"  {line}" for line in examples))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vad.evaluate", description=__doc__.splitlines()[0])
+    parser = _help_parser("python -m vad.evaluate", [
+        "python -m vad.evaluate --checkpoint runs/demo/best.pt --out eval/demo",
+        "python -m vad.evaluate --original rtfm rtfm-ucf.pkl --dataset datasets/ucf-crime.yaml --out eval/rtfm",
+        "python -m vad.evaluate --scores runs/demo/scores.npz --dataset synthetic:demo --out eval/scores"])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a toolkit checkpoint (RUN/best.pt)")
     source.add_argument("--original", nargs=2, metavar=("MODEL", "PATH"), help="the authors' weights, e.g. rtfm x.pkl")
@@ -115,15 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-count", type=int, default=2, help="videos to plot when --videos is not given")
     parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the config's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="bootstrap replicates (test videos resampled) for the 95%% intervals; 0: none")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
+    if args.n_boot < 0:
+        parser.error(f"--n-boot: expected 0 or more, got {args.n_boot}")
+    from vad.config import ConfigError
+
     try:
         return _run(args)
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 
 def _config_for(args: argparse.Namespace, model_name: str | None, saved: dict[str, Any] | None) -> TrainConfig:
+    from vad.config import ConfigError, TrainConfig, parse_set_arguments
+
     overrides = parse_set_arguments(args.set)
     if args.dataset:
         overrides["data.dataset"] = args.dataset
@@ -144,11 +91,22 @@ def _config_for(args: argparse.Namespace, model_name: str | None, saved: dict[st
 
 
 def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vad.checkpoint import CheckpointError, load_checkpoint
+    from vad.models import read_checkpoint
+    from vad.outputs import format_table, write_outputs
+    from vad.prepare import prepare_data
+    from vad.scoring import TestScores, evaluate_model, frame_level_intervals, frame_level_metrics
+
     out = Path(args.out)
     if args.checkpoint:
         state = load_checkpoint(args.checkpoint)
         config = _config_for(args, None, state["config"])
-        metrics, scores, prepared = evaluate_model(config, state["model"], device=args.device)
+        try:
+            metrics, scores, prepared = evaluate_model(config, state["model"], device=args.device)
+        except CheckpointError as exc:  # the stored config does not fit the stored weights
+            raise CheckpointError(f"{args.checkpoint}: {exc}") from None
         name = f"{config.model_name} ({Path(args.checkpoint).name}, epoch {state['epoch']})"
     elif args.original:
         model_name, path = args.original
@@ -158,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
                                                    dictionary=dictionary, device=args.device)
         name = f"{model_name} (authors' weights)"
     else:
+        if not Path(args.scores).is_file():
+            raise FileNotFoundError(f"--scores: file not found: {args.scores}")
         config = _config_for(args, None, None)
         prepared = prepare_data(config)
         scores = TestScores.load(args.scores)
@@ -165,10 +125,21 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.scores}: its videos do not match the test list of {config.data.dataset}")
         metrics = frame_level_metrics(scores, prepared, config.train.threshold)
         name = f"scores from {args.scores}"
-    write_outputs(out, name, metrics, scores, prepared, videos=args.videos, n_plot=args.plot_count,
-                  threshold=config.train.threshold)
+    intervals: dict[str, tuple[float, float]] = {}
+    if args.n_boot:
+        intervals = frame_level_intervals(scores, prepared, config.train.threshold, n_boot=args.n_boot,
+                                          seed=args.seed, level=LEVEL)
+        for metric, (low, high) in intervals.items():
+            metrics[f"{metric}_ci_low"], metrics[f"{metric}_ci_high"] = low, high
+    written = write_outputs(out, name, metrics, scores, prepared, videos=args.videos, n_plot=args.plot_count,
+                            threshold=config.train.threshold)
+    print(format_table({name: metrics}, {name: intervals}))
+    if intervals:
+        print(f"[low, high]: {LEVEL:.0%} bootstrap intervals over the {len(scores.video_ids)} test videos "
+              f"({args.n_boot} replicates, seed {args.seed}); losses have none")
+    print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

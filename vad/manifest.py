@@ -3,7 +3,7 @@
 ``prepare_data`` validates everything (parses both lists, finds and stats every feature file, hashes the lists,
 builds the ground truth from the annotations, opens or builds the caches), which costs time in proportion to the
 dataset's files. It then writes this manifest: one JSON file under ``cache_root()/prepared/`` named by a hash of
-the data settings, plus the frame ground truth (and S3R's dictionary) as ``.npy`` and the videos' feature-file
+the data settings, plus the frame ground truth (and a model's prepared state) as ``.npy`` and the videos' feature-file
 paths as JSON beside it. A trial opens it with :func:`read_manifest`: a few small reads and ``stat`` calls
 whatever the dataset's size, no feature file touched, the arrays memory-mapped, the file paths read only if asked
 for. Freshness: the files it names (dataset YAML, lists, ground-truth source, caches) must still have the size
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, overload
@@ -24,9 +24,9 @@ from typing import Any, overload
 import numpy as np
 
 from vad.data import DatasetConfig, FeatureDataset, GroundTruth, Split, TestFeatures, TrainCache, Video
-from vad.data.cache_io import cache_dir, inputs_key, slug, temp_path, write_json_atomic
+from vad.data.cache_io import cache_dir, inputs_key, slug, write_array_atomic, write_json_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FOLDER = "prepared"
 
 
@@ -39,15 +39,18 @@ class DataSettings:
     method: str
     val_fraction: float | None
     split_seed: int
-    dictionary_ratio: float | None
-    """S3R's dictionary ratio; None for models without a dictionary."""
+    prepared_for: str | None = None
+    """The model whose ``prepare`` hook made the model state; None when the model prepares nothing."""
+    model_options: dict[str, Any] = field(default_factory=dict)
+    """The model's own ``data`` options (what its prepared state depends on)."""
 
     def key(self, dataset: DatasetConfig) -> str:
         """sha256 of these settings and the dataset's (resolved) description."""
         return inputs_key({
             "format": FORMAT_VERSION, "dataset_yaml": str(self.dataset_yaml), "dataset": dataset.to_dict(),
             "n_segments": self.n_segments, "method": self.method, "val_fraction": self.val_fraction,
-            "split_seed": self.split_seed, "dictionary_ratio": self.dictionary_ratio,
+            "split_seed": self.split_seed, "prepared_for": self.prepared_for,
+            "model_options": self.model_options,
         })
 
 
@@ -65,8 +68,8 @@ class ManifestContents:
     """Rows of ``train_cache`` held out for validation, ``(V_val,)``."""
     test: TestFeatures
     ground_truth: GroundTruth
-    dictionary: np.ndarray | None = None
-    """S3R's ``(n_atoms, C)`` dictionary, learned on the training split's normal videos."""
+    model_state: dict[str, np.ndarray] = field(default_factory=dict)
+    """The model's prepared state (named arrays; S3R: ``dictionary (n_atoms, C)``); empty for most models."""
 
 
 def manifest_path(settings: DataSettings, dataset: DatasetConfig) -> Path:
@@ -86,15 +89,6 @@ def _watched(dataset: DatasetConfig, extra: dict[str, Path | None]) -> dict[str,
     """The files whose change makes a manifest stale: the dataset's own small files and the caches it names."""
     return {"dataset_yaml": dataset.source, "train_list": dataset.train_list, "test_list": dataset.test_list,
             "ground_truth": dataset.ground_truth, "annotations": dataset.annotations, **extra}
-
-
-def _save_array(path: Path, array: np.ndarray) -> None:
-    tmp = temp_path(path)
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _facts(videos: Sequence[Video]) -> dict[str, list[Any]]:
@@ -151,18 +145,19 @@ def write_manifest(settings: DataSettings, contents: ManifestContents) -> Path:
     path = manifest_path(settings, config)
     stem = path.with_suffix("")
     gt_file = stem.with_name(stem.name + ".gt.npy")
-    _save_array(gt_file, np.ascontiguousarray(contents.ground_truth.labels, dtype=np.uint8))
-    dictionary_file = None
-    if contents.dictionary is not None:
-        dictionary_file = stem.with_name(stem.name + ".dictionary.npy")
-        _save_array(dictionary_file, np.asarray(contents.dictionary, dtype=np.float32))
+    write_array_atomic(gt_file, np.ascontiguousarray(contents.ground_truth.labels, dtype=np.uint8))
+    state_files = {}
+    for name, array in contents.model_state.items():
+        state_files[name] = stem.with_name(f"{stem.name}.state-{slug(name)}.npy")
+        write_array_atomic(state_files[name], np.asarray(array))
     videos_file = stem.with_name(stem.name + ".videos.json")
     write_json_atomic(videos_file, {split: [[str(file) for file in video.files] for video in videos]
                                     for split, videos in (("train", contents.dataset.train),
                                                           ("test", contents.dataset.test))})
     cache, test, split, gt = contents.train_cache, contents.test, contents.split, contents.ground_truth
     files = _watched(config, {"train_cache": cache.path, "test_cache": test.path, "split": split.path,
-                              "gt": gt_file, "dictionary": dictionary_file, "videos": videos_file})
+                              "gt": gt_file, "videos": videos_file,
+                              **{f"state:{name}": file for name, file in state_files.items()}})
     write_json_atomic(path, {
         "format": FORMAT_VERSION,
         "key": settings.key(config),
@@ -182,7 +177,7 @@ def write_manifest(settings: DataSettings, contents: ManifestContents) -> Path:
                  "shape": list(test.features.shape)},
         "ground_truth": {"path": str(gt_file), "offsets": np.asarray(gt.offsets).tolist(),
                          "source": str(gt.source) if gt.source else None},
-        "dictionary": str(dictionary_file) if dictionary_file else None,
+        "model_state": {name: str(file) for name, file in state_files.items()},
         "files": {name: [str(file), *_signature(file)] for name, file in files.items() if file is not None},
     })
     return path
@@ -229,6 +224,6 @@ def _contents(data: dict[str, Any], config: DatasetConfig) -> ManifestContents |
     g = data["ground_truth"]
     gt = GroundTruth(np.load(g["path"]), np.asarray(g["offsets"], dtype=np.int64), list(test_videos["ids"]),
                      Path(g["source"]) if g["source"] else None)
-    dictionary = np.load(data["dictionary"]) if data["dictionary"] else None
+    state = {name: np.load(file) for name, file in data["model_state"].items()}
     return ManifestContents(dataset, cache, split, np.asarray(data["train_rows"], dtype=np.int64),
-                            np.asarray(data["val_rows"], dtype=np.int64), test, gt, dictionary)
+                            np.asarray(data["val_rows"], dtype=np.int64), test, gt, state)

@@ -1,11 +1,13 @@
-"""Figures as PNG files (matplotlib, headless): predicted scores over time against the ground truth, ROC and
-precision-recall curves, learning curves."""
+"""Figures ready for a paper (matplotlib, headless): each saved as a 300 dpi PNG and, beside it, a PDF (vector,
+what ``report.tex`` includes): predicted scores over time against the ground truth, ROC and precision-recall curves,
+learning curves."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,6 +15,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from vad.metrics import expand_to_frames  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from vad.prepare import PreparedData
+    from vad.scoring import TestScores
+
+DPI = 300
+"""Resolution of every PNG (print quality); the PDF beside it is vector."""
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """``fig`` as ``path`` (a PNG at :data:`DPI`) and as the PDF beside it (same name, ``.pdf``); closes ``fig``
+    and returns the PNG's path."""
+    path = Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    fig.savefig(path.with_suffix(".pdf"))
+    plt.close(fig)
+    return path
 
 
 def pick_videos(video_ids: Sequence[str], labels: Sequence[int], count: int) -> list[int]:
@@ -55,9 +79,7 @@ def plot_video_scores(
     axes[-1, 0].set_xlabel("frame")
     axes[0, 0].legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _thin(x: np.ndarray, y: np.ndarray, points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -99,43 +121,98 @@ def plot_roc_pr(path: str | Path, curves: Mapping[str, tuple[np.ndarray, np.ndar
         ax.legend(loc="lower right" if ax is roc_ax else "upper right", fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One run's per-epoch series for :func:`plot_learning_curves`."""
+
+    label: str
+    """Legend entry, e.g. ``t006 (val pick)`` or ``t001 (paper defaults)``."""
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
+    """``series name -> (epochs (E,), values (E,))``."""
+    selected_epoch: int | None = None
+    """The epoch of the run's selected checkpoint: marked with a star on every panel."""
+    stopped: bool = False
+    """Stopped before the budget (e.g. by ASHA): its last point is marked with a cross."""
 
 
 def plot_learning_curves(
     path: str | Path,
-    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    runs: Sequence[Curves],
     *,
-    columns: int = 4,
-    ylabel: str = "loss",
+    rows: Sequence[Sequence[str]] = (("train_loss", "val_loss"),),
+    epochs: int | None = None,
+    ylabels: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Path:
-    """Small multiples, one panel per run (``title -> {series name -> (epochs (E,), values (E,))}``), e.g.
-    ``train_loss`` against ``val_loss``; every panel uses the same colour per series name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = max(len(panels), 1)
-    columns = max(1, min(columns, count))
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows), squeeze=False)
-    names = list(dict.fromkeys(name for series in panels.values() for name in series))
-    colours = {name: f"C{i}" for i, name in enumerate(names)}
-    for ax, (title, series) in zip(axes.flat, panels.items()):
-        for name, (epochs, values) in series.items():
-            ax.plot(epochs, values, marker=".", markersize=3, linewidth=1.2, color=colours[name], label=name)
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    if names:
-        handles = [plt.Line2D([], [], color=colours[name], marker=".", label=name) for name in names]
-        fig.legend(handles=handles, loc="upper right", fontsize=8, ncols=len(names))
-    fig.tight_layout(rect=(0, 0, 1, 0.94 if rows == 1 else 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    """Learning curves of a few runs, one panel per series (``rows``: the series of each row of panels; the panels
+    of a row share their y axis), every run a line of the same colour in every panel, over the whole epoch budget
+    ``epochs`` (default: the longest run) so that runs stopped early show where they were cut; each run's selected
+    epoch is a star, the last epoch of a stopped run a cross. Saved as PNG and PDF (:func:`save_figure`)."""
+    rows = [list(row) for row in rows if row]
+    if not rows:
+        raise ValueError("plot_learning_curves: no series to draw")
+    longest = max((max(e) for run in runs for e, _ in run.series.values() if len(e)), default=1)
+    budget = max(int(epochs or 0), int(longest))
+    columns = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(4.2 * columns, 3.0 * len(rows) + 0.9), squeeze=False,
+                             sharey="row")
+    for r, row in enumerate(rows):
+        for c in range(columns):
+            ax = axes[r, c]
+            if c >= len(row):
+                ax.set_visible(False)
+                continue
+            name = row[c]
+            for i, run in enumerate(runs):
+                if name not in run.series:
+                    continue
+                xs, ys = (np.asarray(v, dtype=float) for v in run.series[name])
+                ax.plot(xs, ys, color=f"C{i % 10}", linewidth=1.3, marker=".", markersize=3)
+                if run.selected_epoch is not None and run.selected_epoch in xs:
+                    at = int(np.flatnonzero(xs == run.selected_epoch)[0])
+                    ax.plot(xs[at], ys[at], marker="*", markersize=10, color=f"C{i % 10}", markeredgecolor="black",
+                            markeredgewidth=0.5, linestyle="none")
+                if run.stopped and len(xs) and xs[-1] < budget:
+                    ax.plot(xs[-1], ys[-1], marker="x", markersize=7, color=f"C{i % 10}", linestyle="none")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlim(0.5, budget + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if r == len(rows) - 1:
+                ax.set_xlabel("epoch", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(ylabels[r] if ylabels and r < len(ylabels) else ", ".join(row), fontsize=8)
+    handles = [plt.Line2D([], [], color=f"C{i % 10}", marker=".", label=run.label) for i, run in enumerate(runs)]
+    handles += [plt.Line2D([], [], color="grey", marker="*", markersize=9, linestyle="none", label="selected epoch"),
+                plt.Line2D([], [], color="grey", marker="x", linestyle="none", label="stopped early")]
+    fig.legend(handles=handles, loc="lower center", fontsize=7, ncols=min(len(handles), 4), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    legend_inches = 0.2 * -(-len(handles) // 4) + 0.1
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.45, legend_inches / height), 1, 1 - 0.35 / height if title else 1))
+    return save_figure(fig, path)
+
+
+def plot_scores(path: Path, scores: TestScores, prepared: PreparedData, *, videos: list[str] | None = None,
+                count: int = 2, threshold: float = 0.5) -> Path:
+    """Plot chosen test videos (by id; default: ``count`` videos, abnormal and normal alternately).
+
+    ``prepared`` needs only ``ground_truth`` and ``dataset`` (a :class:`~vad.prepare.PreparedData` or anything
+    with those two attributes)."""
+    if videos:
+        unknown = sorted(set(videos) - set(scores.video_ids))
+        if unknown:
+            raise ValueError(f"--videos: not in the test set: {', '.join(unknown)}")
+        chosen = [scores.video_ids.index(v) for v in videos]
+    else:
+        chosen = pick_videos(scores.video_ids, list(scores.labels), count)
+    gt = prepared.ground_truth
+    per_snippet = prepared.dataset.config.frames_per_snippet
+    frames = [expand_to_frames([scores.scores[i]], [gt.frame_lengths[i]], per_snippet) for i in chosen]
+    titles = [f"{scores.video_ids[i]} ({'abnormal' if scores.labels[i] else 'normal'})" for i in chosen]
+    return plot_video_scores(path, titles, frames, [gt.video(i) for i in chosen], threshold=threshold)

@@ -1,5 +1,6 @@
 """Everything a run reads, prepared once: the dataset, the resampled training cache, the validation split, the
-test features and frame ground truth, and (S3R) the dictionary.
+test features and frame ground truth, and the model's own prepared state (its registry entry's ``prepare`` hook:
+S3R's dictionary).
 
 Every artefact is cached on disk keyed by its inputs, so a second call (another trial of a sweep, a resumed run)
 only opens memory-maps: no feature file is read again and trials on one machine share one copy of the arrays
@@ -27,6 +28,7 @@ from vad.data import (
     make_split,
 )
 from vad.manifest import DataSettings, ManifestContents, read_manifest, write_manifest
+from vad.models.registry import PrepareContext, get_entry, prepare_model_state
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -56,7 +58,8 @@ class PreparedData(ManifestContents):
             "train_cache": str(self.train_cache.path),
             "train_cache_key": self.train_cache.key,
             "split_file": str(self.split.path) if getattr(self.split, "path", None) else None,
-            "split_sha256": getattr(self.split, "list_sha256", None),
+            "split_sha256": self.split.file_sha256(),
+            "train_list_sha256": getattr(self.split, "list_sha256", None),
         }
 
 
@@ -78,7 +81,8 @@ def data_settings(config: TrainConfig) -> DataSettings:
     return DataSettings(
         dataset_yaml=resolve_dataset(config.data.dataset, config.source), n_segments=config.data.n_segments,
         method=config.resample_method, val_fraction=config.data.val_fraction, split_seed=config.data.split_seed,
-        dictionary_ratio=config.data.dictionary_ratio if config.model_name == "s3r" else None)
+        prepared_for=config.model_name if get_entry(config.model_name).prepare is not None else None,
+        model_options=dict(config.data.options))
 
 
 def open_prepared(config: TrainConfig) -> PreparedData:
@@ -116,16 +120,16 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     test = load_test_features(dataset)
     gt = load_ground_truth(dataset, test.lengths)
     lap("test")
-    dictionary = None
-    if config.model_name == "s3r":
-        from vad.models.s3r.dictionary import learn_dictionary, normal_video_vectors
-
-        normal_rows = train_rows[cache.labels[train_rows] == 0]
-        inputs_key = hashlib.sha256(cache.key.encode() + np.ascontiguousarray(normal_rows).tobytes()).hexdigest()
-        dictionary = learn_dictionary(lambda: normal_video_vectors(cache.features[row] for row in normal_rows),
-                                      ratio=config.data.dictionary_ratio, inputs_key=inputs_key)
-        lap("dictionary")
-    prepared = PreparedData(dataset, cache, split, train_rows, val_rows, test, gt, dictionary, seconds)
+    state = {}
+    if settings.prepared_for is not None:
+        rows = np.ascontiguousarray(train_rows, dtype=np.int64)
+        context = PrepareContext(features=cache.features, labels=np.asarray(cache.labels), train_rows=rows,
+                                 inputs_key=hashlib.sha256(cache.key.encode() + rows.tobytes()).hexdigest(),
+                                 options=settings.model_options)
+        state = prepare_model_state(config.model_name, context)
+        lap("model_state")
+    prepared = PreparedData(dataset=dataset, train_cache=cache, split=split, train_rows=train_rows,
+                            val_rows=val_rows, test=test, ground_truth=gt, model_state=state, seconds=seconds)
     write_manifest(settings, prepared)
     lap("manifest")
     return prepared

@@ -1,315 +1,69 @@
-"""Training: ``train(config, report)`` and ``python -m vad.train --config configs/<model>_<dataset>.yaml``.
+"""Training from the command line: ``python -m vad.train --config configs/<model>_<dataset>.yaml``.
 
-The loop reads top to bottom: data, model, loss, optimizer; then per epoch train, validate, maybe test,
-select, checkpoint, report. The same function runs under Ray Tune (``search.trainable`` passes ``report``).
+A thin command line over :mod:`vad.training` (the loop: ``train(config, report)``); it imports torch only after the
+arguments are parsed, so ``--help`` answers at once. ``from vad.train import train`` keeps working (a lazy
+re-export); library code imports :mod:`vad.training`.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import math
 import sys
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from vad.cli_errors import error_line, run_main
 
-from vad.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
-from vad.config import ConfigError, TrainConfig, parse_set_arguments
-from vad.data import BalancedBatchSampler
-from vad.engine import NonFiniteLossError, train_one_epoch
-from vad.evaluation import (
-    as_tensor,
-    frame_level_metrics,
-    full_evaluation,
-    resampled_test_array,
-    score_test,
-    table_losses,
-    validate,
-)
-from vad.models import create_loss, create_model
-from vad.prepare import SYNTHETIC_PREFIX, PreparedData, prepare_data, resolve_dataset
-from vad.selection import Selector
-
-Report = Callable[[dict[str, Any], Path], None]
-"""``report(metrics, out_dir)``: called once per epoch after the checkpoints of that epoch are written."""
-
-TEST_METRICS = ("auc", "ap", "pr_auc", "f1", "f1_macro", "precision", "recall", "accuracy")
+_LIBRARY = ("train", "TrainResult", "print_report", "evaluate_selected", "Report")
 
 
-@dataclass
-class TrainResult:
-    """What a run produced; also written to ``<out_dir>/result.json``."""
+def __getattr__(name: str) -> Any:
+    """``train``, ``TrainResult``, ...: the library's names, imported on first use (PEP 562)."""
+    if name in _LIBRARY:
+        import vad.training
 
-    status: str
-    """``completed``, ``early_stopped`` or ``diverged`` (a non-finite loss stopped the run)."""
-    message: str
-    selection: str
-    selected_epoch: int | None
-    epochs: list[dict[str, Any]]
-    test: dict[str, float]
-    config: dict[str, Any]
-    out_dir: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def write(self) -> Path:
-        """Write ``result.json`` atomically."""
-        path = Path(self.out_dir) / "result.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        tmp.replace(path)
-        return path
+        return getattr(vad.training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return str(value)
-
-
-def print_report(metrics: dict[str, Any], out_dir: Path) -> None:
-    """The default ``report``: one line per epoch."""
-    keys = ("train_loss", "val_loss", "val_video_auc", "test_auc", "epoch_time")
-    parts = [f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), (int, float))]
-    print(f"epoch {metrics['epoch']:>4}  " + "  ".join(parts), flush=True)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; chosen once per run."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} asked for CUDA but no GPU is visible to torch")
-    return device
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over all parameters with the configured weight decay."""
-    o = config.optim
-    if o.name in ("adam", "adamw"):
-        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        return cls(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, fused=o.fused or None)
-    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-def epoch_batches(sampler: BalancedBatchSampler, epoch: int, steps_per_epoch: int | None) -> list[np.ndarray]:
-    """The batches of ``epoch`` (1-based): one pass of the sampler, or a window of ``steps_per_epoch`` batches
-    of the endless stream of sampler passes (the papers count iterations, not passes)."""
-    if steps_per_epoch is None:
-        return list(sampler.epoch(epoch))
-    per_pass = len(sampler)
-    first, last = (epoch - 1) * steps_per_epoch, epoch * steps_per_epoch
-    out: list[np.ndarray] = []
-    for pass_index in range(first // per_pass, (last - 1) // per_pass + 1):
-        batches = list(sampler.epoch(pass_index + 1))
-        lo, hi = max(first - pass_index * per_pass, 0), min(last - pass_index * per_pass, per_pass)
-        out.extend(batches[lo:hi])
-    return out
-
-
-def build_model(config: TrainConfig, prepared: PreparedData, device: torch.device) -> torch.nn.Module:
-    """The configured model on ``device`` (S3R gets its dictionary)."""
-    model = create_model(config.model_name, **config.model)
-    if prepared.dictionary is not None:
-        model.set_dictionary(torch.from_numpy(np.asarray(prepared.dictionary, dtype=np.float32)))
-    return model.to(device)
-
-
-def resolve_config(config: TrainConfig, prepared: PreparedData) -> TrainConfig:
-    """Every default filled in, the dataset's width and crops (and S3R's dictionary size) checked and set."""
-    resolved = config.resolved(prepared.feature_dim, prepared.n_crops)
-    if not config.data.dataset.startswith(SYNTHETIC_PREFIX):  # stored configs must not depend on the cwd
-        resolved.data.dataset = str(resolve_dataset(config.data.dataset, config.source))
-    if prepared.dictionary is not None:
-        atoms = int(prepared.dictionary.shape[0])
-        if "n_atoms" in config.model and config.model["n_atoms"] != atoms:
-            raise ConfigError(f"model.n_atoms: the config says {config.model['n_atoms']} but the learned "
-                              f"dictionary has {atoms} atoms (set data.dictionary_ratio instead)")
-        resolved.model["n_atoms"] = atoms
-    if resolved.train.selection.startswith("test_"):
-        resolved.train.test_every_epoch = True
-    return resolved
-
-
-def train(
-    config: TrainConfig | dict | str | Path,
-    report: Report | None = None,
-    *,
-    out_dir: str | Path = "runs/latest",
-    resume: str | Path | None = None,
-    prepared: PreparedData | None = None,
-) -> TrainResult:
-    """Train one model and select one checkpoint; returns (and writes) the :class:`TrainResult`.
-
-    ``out_dir`` receives ``last.pt``, ``best.pt``, ``result.json`` and ``scores.npz`` (per-video test snippet
-    scores of the selected checkpoint). ``resume`` continues exactly from a ``last.pt``.
-    """
-    # ---- data
-    config = _as_config(config)
-    prepared = prepared or prepare_data(config)
-    config = resolve_config(config, prepared)
-    report = report or print_report
-    out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    t = config.train
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    device = pick_device(t.device)
-    bf16 = t.precision == "bf16"
-    if bf16 and device.type != "cuda":
-        warnings.warn("train.precision=bf16 needs CUDA; running in float32 on the CPU", stacklevel=2)
-        bf16 = False
-    cache = prepared.train_cache
-    features = as_tensor(cache.features)
-    if t.data_on_device and device.type == "cuda":
-        features = features.to(device)  # resident: each step indexes on the device
-    labels = torch.from_numpy(np.asarray(cache.labels, dtype=np.int64))
-    sampler = BalancedBatchSampler(np.asarray(cache.labels)[prepared.train_rows], t.batch_per_class, seed=t.seed)
-
-    # ---- model, loss, optimizer
-    seed_everything(t.seed)
-    model = build_model(config, prepared, device)
-    criterion = create_loss(config.model_name, **config.loss)
-    optimizer = build_optimizer(model, config)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
-                 if config.optim.scheduler == "cosine" else None)
-    selector = Selector(t.selection, t.patience, t.min_delta)
-    test_array = functools.cache(lambda: resampled_test_array(prepared, config.data.n_segments,
-                                                              config.resample_method))
-    history: list[dict[str, Any]] = []
-    start_epoch, status, message = 1, "completed", ""
-    selected_test: dict[str, float] = {}
-    if resume is not None:
-        state = load_checkpoint(resume)
-        _check_resume_config(state["config"], config.to_dict(), resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        selector = Selector.from_state_dict(state["selector"])
-        history, start_epoch = list(state["history"]), int(state["epoch"]) + 1
-        selected_test = dict(state.get("selected_test") or {})
-        restore_rng(state["rng"])
-        if selector.should_stop:
-            start_epoch, status = t.epochs + 1, "early_stopped"
-
-    # ---- epochs
-    for epoch in range(start_epoch, t.epochs + 1):
-        batches = [prepared.train_rows[rows] for rows in epoch_batches(sampler, epoch, t.steps_per_epoch)]
-        try:
-            metrics = {"epoch": epoch, **train_one_epoch(
-                model, criterion, optimizer, batches, features, labels,
-                device=device, bf16=bf16, check_every=1 if device.type == "cpu" else 25)}
-        except NonFiniteLossError as exc:
-            status, message = "diverged", f"epoch {epoch}: {exc}"
-            break
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        metrics.update(validate(model, criterion, features, cache.labels, prepared.val_rows, k=config.k,
-                                batch_per_class=t.batch_per_class, device=device, bf16=bf16))
-        if t.test_every_epoch:  # a diagnostic: selection only looks at it with selection test_auc / test_ap
-            scores = score_test(model, prepared, device=device, bf16=bf16)
-            test = frame_level_metrics(scores, prepared, t.threshold)
-            metrics.update({f"test_{name}": test[name] for name in TEST_METRICS})
-            losses = table_losses(model, criterion, prepared, test_array(), k=config.k,
-                                  batch_per_class=t.batch_per_class, device=device, bf16=bf16)
-            metrics.update(test_loss=losses["test_loss"], train_eval_loss=losses["train_loss"])
-        improved = selector.update(epoch, metrics)
-        metrics["is_best"] = improved
-        if improved:
-            save_checkpoint(out / "best.pt", {"model": model.state_dict(), "epoch": epoch, "history": history,
-                                              "config": config.to_dict(), "model_name": config.model_name})
-            if t.evaluate_selected == "on_improvement":
-                selected_test = evaluate_selected(model, criterion, prepared, config, device, bf16, out, test_array())
-        metrics.update({f"selected_{name}": value for name, value in selected_test.items()})
-        history.append(metrics)
-        save_checkpoint(out / "last.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch, "selector": selector.state_dict(), "history": history, "rng": capture_rng(),
-            "config": config.to_dict(), "model_name": config.model_name, "selected_test": selected_test})
-        report(dict(metrics), out)
-        if selector.should_stop:
-            status = "early_stopped"
-            message = f"no {t.selection} improvement for {t.patience} epochs"
-            break
-
-    # ---- the selected checkpoint on the test set
-    test_metrics: dict[str, float] = {}
-    if selected_test and (out / "scores.npz").is_file():
-        test_metrics = selected_test
-    elif selector.best_epoch is not None and (out / "best.pt").is_file():
-        model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-        test_metrics = evaluate_selected(model, criterion, prepared, config, device, bf16, out, test_array())
-    elif status != "diverged":
-        message = message or f"no epoch produced a finite {t.selection}; nothing selected"
-    result = TrainResult(status, message, t.selection, selector.best_epoch, history, test_metrics,
-                         config.to_dict(), str(out), prepared.describe())
-    result.write()
-    return result
-
-
-def evaluate_selected(model: torch.nn.Module, criterion: torch.nn.Module, prepared: PreparedData,
-                      config: TrainConfig, device: torch.device, bf16: bool, out: Path,
-                      test_array: torch.Tensor) -> dict[str, float]:
-    """Full test evaluation of the model as it is now (the selected checkpoint); writes ``scores.npz``."""
-    t = config.train
-    metrics, scores = full_evaluation(
-        model, criterion, prepared, k=config.k, batch_per_class=t.batch_per_class,
-        n_segments=config.data.n_segments, method=config.resample_method, threshold=t.threshold,
-        device=device, bf16=bf16, test_array=test_array)
-    scores.save(out / "scores.npz")
-    return metrics
-
-
-def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
-    if isinstance(config, TrainConfig):
-        return config
-    if isinstance(config, dict):
-        return TrainConfig.from_dict(config)
-    return TrainConfig.from_yaml(config)
-
-
-def _check_resume_config(saved: dict, current: dict, path: str | Path) -> None:
-    """Refuse to resume with a different config, except for the schedule length and early stopping."""
-    free = {("train", "epochs"), ("train", "patience")}
-    diffs = [f"{s}.{k}: {saved[s].get(k)!r} -> {current[s].get(k)!r}" for s in current for k in current[s]
-             if (s, k) not in free and saved.get(s, {}).get(k) != current[s].get(k)]
-    if diffs:
-        raise ConfigError(f"{path}: cannot resume with a different config ({'; '.join(diffs[:5])})")
+def _help_parser(prog: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A parser showing the docstring's first paragraph and usage ``examples``."""
+    first = " ".join((__doc__ or "").strip().split("\n\n", 1)[0].split()).replace("``", "")
+    return argparse.ArgumentParser(prog=prog, description=first, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="examples:\n" + "\n".join(f"  {line}" for line in examples))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vad.train", description=__doc__.splitlines()[0])
+    parser = _help_parser("python -m vad.train", [
+        "python -m vad.train --config configs/demo.yaml",
+        "python -m vad.train --config configs/rtfm_ucf.yaml --set optim.lr=1e-4 train.epochs=50 --out runs/lr1e-4",
+        "python -m vad.train --config configs/demo.yaml --resume runs/demo/last.pt"])
     parser.add_argument("--config", required=True, help="a YAML config, e.g. configs/demo.yaml")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=1e-4")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     parser.add_argument("--resume", default=None, help="continue from a last.pt checkpoint")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
+    from vad.config import ConfigError, TrainConfig, parse_set_arguments
+    from vad.metrics.catalogue import frame_metric_names
+    from vad.training import train
+
     try:
         config = TrainConfig.from_yaml(args.config, parse_set_arguments(args.set))
         out = args.out or f"runs/{Path(args.config).stem}"
         started = time.perf_counter()
         result = train(config, out_dir=out, resume=args.resume)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     print(f"{result.status}: selected epoch {result.selected_epoch} by {result.selection} "
           f"in {time.perf_counter() - started:.1f}s; results in {Path(result.out_dir) / 'result.json'}")
     if result.test:
-        print("test: " + "  ".join(f"{k}={result.test[k]:.4f}" for k in TEST_METRICS if k in result.test
+        print("test: " + "  ".join(f"{k}={result.test[k]:.4f}" for k in frame_metric_names() if k in result.test
                                    and not math.isnan(result.test[k])))
     if result.status == "diverged":
         print(f"error: {result.message}", file=sys.stderr)
@@ -318,4 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -15,6 +15,7 @@ from vad.data.annotations import read_ucf_mat, read_ucf_txt, read_xd_txt
 from vad.data.config import DatasetConfig, DatasetConfigError
 from vad.data.dataset import FeatureDataset, Video, load_dataset
 from vad.data.errors import DataError
+from vad.data.eval_features import TestFeatures, load_test_features
 from vad.data.ground_truth import (
     GroundTruth,
     json_ground_truth,
@@ -28,7 +29,6 @@ from vad.data.lists import ListedVideo, parse_list, with_labels
 from vad.data.resample import resample_segments
 from vad.data.sampler import BalancedBatchSampler
 from vad.data.split import Split, make_split
-from vad.data.test_features import TestFeatures, load_test_features
 from vad.data.train_cache import TrainCache, build_train_cache
 
 __all__ = [

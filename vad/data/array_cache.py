@@ -4,14 +4,14 @@ features are both kept this way."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from vad.data.cache_io import file_lock, read_json, temp_path, write_json_atomic
+from vad.atomic import atomic_output
+from vad.data.cache_io import file_lock, read_json, write_json_atomic
 from vad.data.dataset import Video
 from vad.data.errors import DataError
 
@@ -49,15 +49,11 @@ def write_array(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray],
                 videos: Sequence[Video]) -> None:
     """A float32 ``.npy`` of ``shape`` filled by ``fill(out)`` in a temp file renamed to ``path``, then ``meta``
     and the videos' ids, labels and classes as its JSON meta."""
-    tmp = temp_path(path)
-    try:
+    with atomic_output(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         fill(out)
         out.flush()
         del out
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     write_json_atomic(path.with_suffix(".json"), {
         **meta, "video_ids": video_ids(videos), "labels": [video.label for video in videos],
         "classes": [video.anomaly_class for video in videos],

@@ -9,11 +9,13 @@ import hashlib
 import json
 import os
 import re
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from vad.atomic import atomic_output, atomic_write_json
 from vad.paths import cache_root
 
 try:
@@ -49,11 +51,6 @@ def file_signatures(files: Sequence[Path]) -> list[tuple[str, int, int]]:
     return out
 
 
-def temp_path(final: Path) -> Path:
-    """A unique sibling of ``final`` to build into (same folder, so the rename is atomic); keeps the suffix."""
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
-
-
 @contextlib.contextmanager
 def file_lock(target: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<target>.lock`` (blocks while another process holds it)."""
@@ -69,13 +66,28 @@ def file_lock(target: Path) -> Iterator[None]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file and rename it over ``path``."""
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write JSON to a temp file and rename it over ``path`` (:func:`vad.atomic.atomic_write_json`)."""
+    atomic_write_json(path, data, indent=1)
+
+
+def write_array_atomic(path: Path, array: np.ndarray) -> None:
+    """``np.save`` into a temp file renamed over ``path`` (readers never see half an array)."""
+    with atomic_output(path) as tmp:
+        np.save(tmp, array)
+
+
+def cached_array(path: Path, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at ``path``, built by ``build()`` and saved atomically on the first call: under
+    :func:`file_lock`, so parallel processes asking for the same ``path`` build it once."""
+    if path.exists():
+        return np.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path):
+        if path.exists():  # another process built it while we waited
+            return np.load(path)
+        array = build()
+        write_array_atomic(path, array)
+        return array
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

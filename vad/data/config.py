@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from vad.yaml_file import load_yaml
+
 LAYOUTS = ("ucf", "xd")
 ANNOTATION_FORMATS = ("ucf_mat", "ucf_txt", "xd_txt")
 _PATH_FIELDS = ("feature_root", "test_feature_root", "train_list", "test_list", "ground_truth", "annotations")
@@ -90,9 +92,9 @@ class DatasetConfig:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise DatasetConfigError(f"{where}{name}: expected a non-negative integer or null, got {value!r}")
         if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool):
-            raise DatasetConfigError(f"{where}val_fraction: expected a number in [0, 1), got {self.val_fraction!r}")
-        if not 0.0 <= float(self.val_fraction) < 1.0:
-            raise DatasetConfigError(f"{where}val_fraction: expected a number in [0, 1), got {self.val_fraction!r}")
+            raise DatasetConfigError(f"{where}val_fraction: expected a number in (0, 1), got {self.val_fraction!r}")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise DatasetConfigError(f"{where}val_fraction: expected a number in (0, 1), got {self.val_fraction!r}")
 
     @property
     def test_root(self) -> Path:
@@ -137,14 +139,7 @@ class DatasetConfig:
     def from_yaml(cls, path: str | Path) -> DatasetConfig:
         """Read ``dataset.yaml`` (with ``yaml.safe_load``)."""
         path = Path(path).expanduser().resolve()
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise DatasetConfigError(f"dataset file not found: {path}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DatasetConfigError(f"{path}: malformed YAML ({exc})") from exc
+        data = load_yaml(path, "dataset file", error=DatasetConfigError)
         return cls.from_dict(data, base_dir=path.parent, source=path)
 
     def write_yaml(self, path: str | Path) -> Path:

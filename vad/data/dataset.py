@@ -20,6 +20,7 @@ from vad.data.config import DatasetConfig
 from vad.data.errors import DataError
 from vad.data.feature_index import FeatureIndex
 from vad.data.lists import ListedVideo, parse_list, with_labels
+from vad.data.npy import read_npy
 
 _MISSING_SHOWN = 5
 
@@ -110,12 +111,8 @@ class FeatureDataset:
 def _load(file: Path, video: Video) -> np.ndarray:
     if not file.is_file():
         raise DataError(f"feature file {file} of video {video.id} is missing")
-    try:
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{file}: cannot read the features of video {video.id} as a numeric .npy array "
-                        f"({exc})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+    array = read_npy(file, f"the features of video {video.id}", mmap_mode="r")
+    if array.dtype.kind not in "fiu":
         raise DataError(f"{file}: features of video {video.id} have dtype {getattr(array, 'dtype', '?')}; "
                         "expected float32")
     return array

@@ -20,6 +20,7 @@ import numpy as np
 from vad.data.annotations import Event, read_ucf_mat, read_ucf_txt, read_xd_txt
 from vad.data.dataset import FeatureDataset
 from vad.data.errors import DataError
+from vad.data.npy import read_npy
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,7 @@ def npy_ground_truth(path: str | Path, video_ids: Sequence[str], lengths: Sequen
     """A flat ``gt-*.npy``; its length must be ``16 * sum(T_i)``."""
     path = Path(path)
     offsets = _frame_offsets(video_ids, lengths, frames_per_snippet)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"ground_truth: cannot read {path} as a numeric .npy array ({exc})") from None
+    array = read_npy(path, "ground_truth: the frame labels of the test videos")
     labels = _binary_labels(array, path)
     if len(labels) != offsets[-1]:
         raise DataError(f"ground_truth: {path} has {len(labels):,} frame labels but the {len(video_ids)} test "

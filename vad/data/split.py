@@ -8,6 +8,7 @@ fraction is refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from vad.coerce import ConfigError
 from vad.data.cache_io import cache_dir, slug, write_json_atomic
 from vad.data.dataset import FeatureDataset, Video
 from vad.data.errors import DataError
@@ -38,6 +40,12 @@ class Split:
     val_fraction: float
     list_sha256: str
     path: Path | None = None
+
+    def file_sha256(self) -> str | None:
+        """sha256 of the split file's bytes (what a run's provenance names), or None without a readable file."""
+        if self.path is None or not Path(self.path).is_file():
+            return None
+        return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
 
     def train_index(self, cache: _HasVideoIds) -> np.ndarray:
         """``(V_train,)`` int64 rows of ``cache`` (a TrainCache) holding the training videos."""
@@ -90,8 +98,9 @@ def make_split(dataset: FeatureDataset, val_fraction: float | None = None, seed:
     """The split of ``dataset.train`` (``val_fraction`` defaults to the dataset config's), read from ``path``
     (default: a file in the cache folder keyed by dataset, list, seed and fraction) or made and written there."""
     fraction = float(dataset.config.val_fraction if val_fraction is None else val_fraction)
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: must be in (0, 1), got {fraction!r}"
+                          + ("" if val_fraction is not None else f" (the default of dataset {dataset.config.name})"))
     seed = int(seed)
     list_sha256 = dataset.train_list_sha256
     if path is None:
@@ -101,6 +110,7 @@ def make_split(dataset: FeatureDataset, val_fraction: float | None = None, seed:
     if path.exists():
         return _read_split(path, ids, list_sha256, seed, fraction, dataset.config.train_list)
     val = set(stratified_val_positions(dataset.train, fraction, seed).tolist())
+    _check_both_labels(dataset.train, val, fraction)
     split = Split([v for i, v in enumerate(ids) if i not in val], [v for i, v in enumerate(ids) if i in val],
                   seed, fraction, list_sha256, path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +120,20 @@ def make_split(dataset: FeatureDataset, val_fraction: float | None = None, seed:
         "train_ids": split.train_ids, "val_ids": split.val_ids,
     })
     return split
+
+
+def _check_both_labels(videos: Sequence[Video], val: set[int], fraction: float) -> None:
+    """Refuse a split leaving either side without a normal or an abnormal video (nothing to train or validate)."""
+    for side, members in (("validation", [v for i, v in enumerate(videos) if i in val]),
+                          ("training", [v for i, v in enumerate(videos) if i not in val])):
+        labels = {video.label for video in members}
+        missing = [name for label, name in ((0, "normal"), (1, "abnormal")) if label not in labels]
+        if missing:
+            counts = f"{sum(v.label == 0 for v in videos)} normal, {sum(v.label == 1 for v in videos)} abnormal"
+            raise ConfigError(
+                f"data.val_fraction: {fraction:g} leaves the {side} side without a {' or '.join(missing)} video "
+                f"({len(members)} of the {len(videos)} training videos: {counts}); each side needs at least one "
+                f"of each: {'raise' if side == 'validation' else 'lower'} data.val_fraction")
 
 
 def _read_split(path: Path, ids: list[str], list_sha256: str, seed: int, fraction: float, train_list: Path) -> Split:

@@ -28,6 +28,12 @@ its own seeded generator: the same arguments give byte-identical files.
 ``like="reference"`` takes the real test video names, frame counts and anomaly events from ``../shared/reference``
 (UCF: ``UCF_Annotation.txt``, T = ceil(n/16); XD: ``XD_Annotation.txt`` segments, invented frame counts, since the
 file has none) and the real training names, so that the scale and imbalance match the real test sets.
+
+``style="ucf-like"`` (``--style ucf-like``, the ``ucf-like`` preset) is a second generative model in the UCF layout
+with UCF-Crime's structure: 140/290 abnormal test videos and about 7.5% abnormal test frames, signed class-specific
+anomaly patterns shown with either sign (so video means carry little of them), rotated between training and test
+for a few classes, subtle classes, 3% mislabelled training videos, cameras and normal activity bursts; see
+:func:`ucf_like_video_features`. ``benchmarks/realistic_data.py`` measures what it takes to learn.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from vad.cli_errors import add_debug_flag, error_line, run_main
 from vad.data.config import DatasetConfig
 from vad.paths import cache_root
 
@@ -81,9 +88,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "length_median": 32},
     "xd-shaped": {"layout": "xd", "videos": 16, "test_videos": 8, "n_crops": 5, "feature_dim": 1024,
                   "length_median": 32},
+    "ucf-like": {"layout": "ucf", "style": "ucf-like", "videos": 640, "test_videos": 300, "n_crops": 2,
+                 "feature_dim": 64, "length_median": 48, "difficulty": 0.1},
 }
 """Named generator settings for :func:`ensure_synthetic`: ``demo`` (the README demo), ``tiny``/``tiny-xd`` (unit
-tests), ``ucf-shaped``/``xd-shaped`` (real width and crop count, a handful of short videos, for smoke tests)."""
+tests), ``ucf-shaped``/``xd-shaped`` (real width and crop count, a handful of short videos, for smoke tests),
+``ucf-like`` (UCF-Crime's structure at a small width: a dataset where hyperparameters matter, see
+:func:`ucf_like_video_features`)."""
+STYLES = ("simple", "ucf-like")
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,8 @@ class PlannedVideo:
     n_snippets: int
     n_frames: int
     events: tuple[tuple[int, int], ...] = ()
+    planted: bool | None = None
+    """Whether the features carry an anomaly (``None``: as ``abnormal``); differs for label-noise videos."""
 
     def frame_labels(self, layout: str) -> np.ndarray:
         """0/1 ground truth ``(16 * n_snippets,)``: RTFM's ``make_gt_ucf`` rule (UCF) or XDVioDet's (XD)."""
@@ -244,6 +258,61 @@ def _plan_random(layout: str, videos: int, test_videos: int, length_median: int,
             abnormal = index < n_abnormal
             events = _events(layout, n_frames, rng) if abnormal else ()
             split.append(PlannedVideo(name, abnormal, anomaly_class, int(n_snippets), n_frames, events))
+        planned.append(split)
+    return planned[0], planned[1]
+
+
+# ------------------------------------------------------------------------------------ the ucf-like style
+
+UCF_LIKE = {
+    "test_abnormal_fraction": 140 / 290,  # the real test set: 140 abnormal, 150 normal videos
+    "normal_test_length": 1.6,            # normal test videos are longer (their median, times length_median)
+    "coverage": (0.04, 0.40),             # share of an abnormal video's frames inside its events
+    "label_noise": 0.03,                  # training videos whose features contradict their video label
+    "val_fraction": 0.25,                 # 160 of the preset's 640 training videos
+}
+"""Planning constants of the ``ucf-like`` style: together they give about 7.5% abnormal test frames."""
+
+
+def _ucf_like_events(n_frames: int, rng: np.random.Generator) -> tuple[tuple[int, int], ...]:
+    """One or two events (inclusive ends) covering ``UCF_LIKE['coverage']`` of the frames, anywhere in the video."""
+    n_events = min(int(rng.choice([1, 2], p=[0.8, 0.2])), max(1, n_frames // (4 * FRAMES_PER_SNIPPET)))
+    covered = rng.uniform(*UCF_LIKE["coverage"]) * n_frames
+    lengths = np.maximum(FRAMES_PER_SNIPPET, np.round(covered * rng.dirichlet(np.full(n_events, 2.0))))
+    free = max(0, n_frames - int(lengths.sum()) - n_events)
+    gaps = np.floor(rng.dirichlet(np.full(n_events + 1, 0.7)) * free).astype(np.int64)
+    events, cursor = [], 0
+    for length, gap in zip(lengths.astype(np.int64), gaps[:-1]):
+        start = cursor + int(gap)
+        end = min(start + int(length), n_frames) - 1
+        events.append((start, end))
+        cursor = end + 2
+    return tuple(events)
+
+
+def _plan_ucf_like(videos: int, test_videos: int, length_median: int, rng: np.random.Generator
+                   ) -> tuple[list[PlannedVideo], list[PlannedVideo]]:
+    """UCF-Crime's proportions: half of the training videos abnormal, 140/290 of the test videos, longer normal
+    test videos, short events of variable position, and ``label_noise`` of the training videos mislabelled."""
+    train_counts = _split_counts(videos, 0.5, "videos")
+    test_counts = _split_counts(test_videos, UCF_LIKE["test_abnormal_fraction"], "test_videos")
+    names = _ucf_names(rng, train_counts, test_counts)
+    planned = []
+    for split_code, (split_names, (n_abnormal, n_normal)) in enumerate(zip(names, (train_counts, test_counts))):
+        lengths = _lengths(rng, len(split_names), length_median)
+        if split_code == 1:
+            lengths[n_abnormal:] = _lengths(rng, n_normal, round(UCF_LIKE["normal_test_length"] * length_median))
+        flipped = (rng.random(len(split_names)) < UCF_LIKE["label_noise"]) if split_code == 0 else \
+            np.zeros(len(split_names), dtype=bool)
+        split = []
+        for index, ((name, anomaly_class), n_snippets) in enumerate(zip(split_names, lengths)):
+            n_frames = _frame_count("ucf", int(n_snippets), rng)
+            abnormal = index < n_abnormal
+            planted = abnormal != bool(flipped[index])
+            if not abnormal and planted:  # a "normal" training video that holds an anomaly
+                anomaly_class = UCF_CLASSES[int(rng.integers(len(UCF_CLASSES)))]
+            events = _ucf_like_events(n_frames, rng) if planted else ()
+            split.append(PlannedVideo(name, abnormal, anomaly_class, int(n_snippets), n_frames, events, planted))
         planned.append(split)
     return planned[0], planned[1]
 
@@ -406,6 +475,99 @@ def _stretch(rng: np.random.Generator, length: int) -> np.ndarray:
     return indicator
 
 
+UCF_LIKE_SHIFTED = {"Abuse": 75.0, "Arrest": 50.0, "Vandalism": 50.0}
+"""Classes whose test pattern is rotated away from the training pattern, by this many degrees."""
+UCF_LIKE_STRENGTH = {"Abuse": 0.6, "Arrest": 0.7, "Shoplifting": 0.5, "Stealing": 0.6, "Burglary": 0.7,
+                     "Vandalism": 0.8}
+"""Subtle classes: their anomaly strength relative to the others' (1)."""
+
+
+@dataclass(frozen=True)
+class _UcfLikeWorld:
+    """Dataset-wide quantities of the ``ucf-like`` style (see :func:`ucf_like_video_features`)."""
+
+    mean: np.ndarray                              # (C,) positive
+    temporal_basis: np.ndarray                    # (R, C)
+    cameras: np.ndarray                           # (K, C) log-scale scene factors
+    train_patterns: dict[str, np.ndarray]         # class -> (C,) signed, unit norm
+    test_patterns: dict[str, np.ndarray]          # class -> (C,): rotated for UCF_LIKE_SHIFTED
+    activities: np.ndarray                        # (A, C) signed unit patterns of normal activity bursts
+
+    @classmethod
+    def create(cls, feature_dim: int, seed: int) -> _UcfLikeWorld:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 210]))
+        mean = 0.4 * np.exp(0.6 * rng.standard_normal(feature_dim))
+
+        def unit(vector: np.ndarray) -> np.ndarray:
+            return vector / np.linalg.norm(vector)
+
+        def signed_pattern() -> np.ndarray:
+            active = rng.random(feature_dim) < 0.35
+            active[rng.integers(feature_dim)] = True
+            return unit(rng.standard_normal(feature_dim) * active)
+
+        shared = signed_pattern()
+        train, test = {}, {}
+        for name in UCF_CLASSES:
+            train[name] = unit(0.8 * shared + signed_pattern())
+            angle = math.radians(UCF_LIKE_SHIFTED.get(name, 0.0))
+            other = signed_pattern()
+            other = unit(other - (other @ train[name]) * train[name])
+            test[name] = unit(math.cos(angle) * train[name] + math.sin(angle) * other)
+        rank = min(16, feature_dim)
+        basis = rng.standard_normal((rank, feature_dim)) / math.sqrt(rank)
+        for row, name in enumerate(rng.choice(UCF_CLASSES, 4, replace=False)):  # normal motion along anomalies
+            basis[row] = 0.6 * train[str(name)] + 0.4 * basis[row]
+        cameras = 0.35 * rng.standard_normal((8, feature_dim))
+        activities = np.stack([unit(0.3 * shared + signed_pattern()) for _ in range(6)])
+        return cls(mean, basis, cameras, train, test, activities)
+
+
+def ucf_like_video_features(video: PlannedVideo, world: _UcfLikeWorld, n_crops: int, difficulty: float,
+                            test: bool, rng: np.random.Generator) -> np.ndarray:
+    """Features ``(T, n_crops, C)`` float32 of one video in the ``ucf-like`` style::
+
+        scene    = mu * exp(camera_k + 0.25 g0 + 0.3 g)            one of 8 cameras, per-video scene
+        energy_t = 0.15 v_t + 0.3 s a_t + 0.2 h_t
+        x[t, k]  = relu(exp(energy_t) scene + mu * (0.35 u_t B + 4 s r a_t w_class + 1.2 h_t w_activity
+                                                    + 0.05 c_k + 0.08 e_tk))
+
+    ``w_class`` is a signed, class-specific unit pattern with a small shared part (so no single direction finds
+    every class), rotated between training and test for the classes of ``UCF_LIKE_SHIFTED``; ``r`` a per-video
+    strength (log-normal, smaller for the subtle classes of ``UCF_LIKE_STRENGTH``); ``h_t`` normal activity
+    bursts in half of all videos along patterns that share the anomalies' common part; the temporal basis ``B``
+    has rows along some anomaly patterns, so normal motion partly masks anomalies.
+    """
+    length, width = video.n_snippets, world.mean.size
+    signal = 1.0 - difficulty
+    camera = world.cameras[int(rng.integers(len(world.cameras)))]
+    scene = world.mean * np.exp(camera + 0.25 * rng.standard_normal() + 0.3 * rng.standard_normal(width))
+    energy = 0.15 * _ar1(rng, length, 1, 0.9)[:, 0]
+    shift = np.zeros((length, width))
+    if video.abnormal if video.planted is None else video.planted:
+        per_snippet = video.frame_labels("ucf").reshape(length, FRAMES_PER_SNIPPET).mean(axis=1)
+        strength = UCF_LIKE_STRENGTH.get(video.anomaly_class, 1.0) * float(np.clip(rng.lognormal(0.0, 0.35),
+                                                                                   0.4, 2.0))
+        intensity = strength * per_snippet * np.clip(1.0 + 0.3 * _ar1(rng, length, 1, 0.7)[:, 0], 0.2, None)
+        patterns = world.test_patterns if test else world.train_patterns
+        sign = 1.0 if rng.random() < 0.5 else -1.0  # an event shows either way (no mean shift to average)
+        shift += np.outer(4.0 * sign * signal * intensity, patterns[video.anomaly_class])
+        energy += 0.3 * signal * intensity
+    if rng.random() < 0.5:  # normal bursts of activity
+        for _ in range(int(rng.integers(1, 3))):
+            stretch = _stretch(rng, length)
+            shift += np.outer(1.2 * stretch, world.activities[int(rng.integers(len(world.activities)))])
+            energy += 0.2 * stretch
+    temporal = _ar1(rng, length, world.temporal_basis.shape[0], float(rng.uniform(0.8, 0.95)))
+    content = np.exp(energy)[:, None] * scene + world.mean * (0.35 * (temporal @ world.temporal_basis) + shift)
+    features = rng.standard_normal((length, n_crops, width), dtype=np.float32)
+    features *= 0.08
+    features += (0.05 * rng.standard_normal((n_crops, width))).astype(np.float32)
+    features *= world.mean.astype(np.float32)
+    features += content[:, None, :].astype(np.float32)
+    return np.maximum(features, 0.0, out=features)
+
+
 def video_features(video: PlannedVideo, layout: str, world: _World, n_crops: int, difficulty: float,
                    rng: np.random.Generator) -> np.ndarray:
     """Features ``(T, n_crops, C)`` float32 of one planned video (the model is in the module docstring).
@@ -473,12 +635,16 @@ def _write_annotations(path: Path, layout: str, test: list[PlannedVideo], rng: n
 def _resolve_settings(layout: str, videos: int | None, test_videos: int | None, n_crops: int | None,
                       feature_dim: int | None, difficulty: float, seed: int, like: str | None,
                       reference_dir: str | Path | None, ground_truth: str, length_median: int | None,
-                      name: str | None) -> dict[str, Any]:
+                      name: str | None, style: str = "simple") -> dict[str, Any]:
     """Validate the generator arguments and fill in the layout defaults."""
     if layout not in LAYOUT_DEFAULTS:
         raise ValueError(f"layout: expected one of {', '.join(LAYOUT_DEFAULTS)}, got {layout!r}")
     if like not in (None, "reference"):
         raise ValueError(f"like: expected None or 'reference', got {like!r}")
+    if style not in STYLES:
+        raise ValueError(f"style: expected one of {', '.join(STYLES)}, got {style!r}")
+    if style != "simple" and (layout != "ucf" or like is not None):
+        raise ValueError(f"style: {style!r} needs layout 'ucf' and no like=, got layout {layout!r}, like {like!r}")
     if ground_truth not in ("npy", "annotations"):
         raise ValueError(f"ground_truth: expected 'npy' or 'annotations', got {ground_truth!r}")
     if not 0.0 <= float(difficulty) <= 1.0:
@@ -494,6 +660,8 @@ def _resolve_settings(layout: str, videos: int | None, test_videos: int | None, 
         "length_median": int(length_median if length_median is not None else DEFAULT_LENGTH_MEDIAN),
         "name": name or f"synthetic-{layout}" + ("-reference" if like else ""),
     }
+    if style != "simple":  # only then, so the settings (and cache folders) of the simple style stay as they were
+        settings["style"] = style
     if like is None:
         if videos is None:
             raise ValueError("videos: a number of training videos is needed unless like='reference'")
@@ -521,6 +689,7 @@ def generate_synthetic(
     ground_truth: str = "npy",
     length_median: int | None = None,
     name: str | None = None,
+    style: str = "simple",
 ) -> Path:
     """Write a synthetic dataset into ``out_dir`` and return its ``dataset.yaml``.
 
@@ -530,13 +699,18 @@ def generate_synthetic(
     snippet count. ``like="reference"`` uses the real test names, lengths and events (and real training names)
     from ``reference_dir``; there ``videos``/``test_videos`` subsample (``None``: all). ``ground_truth`` picks what
     ``dataset.yaml`` points at: the ``gt-*.npy`` or the annotation file (both are always written).
+    ``style="ucf-like"`` (UCF layout only) plans UCF-Crime's proportions and draws the features of
+    :func:`ucf_like_video_features` (class patterns, train/test shift, label noise, cameras).
     ``out_dir`` must be empty, missing, or an earlier synthetic dataset (which is replaced).
     """
     settings = _resolve_settings(layout, videos, test_videos, n_crops, feature_dim, difficulty, seed, like,
-                                 reference_dir, ground_truth, length_median, name)
+                                 reference_dir, ground_truth, length_median, name, style)
     out_dir = Path(out_dir).expanduser().resolve()
     plan_rng = np.random.default_rng(np.random.SeedSequence([settings["seed"], 100]))
-    if like == "reference":
+    if style == "ucf-like":
+        train, test = _plan_ucf_like(settings["videos"], settings["test_videos"], settings["length_median"],
+                                     plan_rng)
+    elif like == "reference":
         train, test = _plan_reference(layout, settings["videos"], settings["test_videos"],
                                       settings["reference_dir"] and Path(settings["reference_dir"]),
                                       settings["seed"], plan_rng)
@@ -545,6 +719,7 @@ def generate_synthetic(
                                    settings["length_median"], plan_rng)
     _prepare_out_dir(out_dir)
     world = _World.create(settings["feature_dim"], settings["seed"])
+    ucf_like_world = _UcfLikeWorld.create(settings["feature_dim"], settings["seed"]) if style == "ucf-like" else None
     ucf = layout == "ucf"
     folders = ("UCF_Train_ten_crop_i3d", "UCF_Test_ten_crop_i3d") if ucf else ("RGB", "RGBTest")
     prefixes = (UCF_TRAIN_PREFIX, UCF_TEST_PREFIX) if ucf else (XD_TRAIN_PREFIX, XD_TEST_PREFIX)
@@ -556,7 +731,11 @@ def generate_synthetic(
         lines = []
         for index, video in enumerate(planned):
             rng = np.random.default_rng(np.random.SeedSequence([settings["seed"], 1 + split_code, index]))
-            features = video_features(video, layout, world, settings["n_crops"], settings["difficulty"], rng)
+            if ucf_like_world is not None:
+                features = ucf_like_video_features(video, ucf_like_world, settings["n_crops"],
+                                                   settings["difficulty"], split_code == 1, rng)
+            else:
+                features = video_features(video, layout, world, settings["n_crops"], settings["difficulty"], rng)
             if ucf:
                 np.save(out_dir / folder / f"{video.name}_i3d.npy", features)
                 lines.append(f"{prefix}{video.name}_i3d.npy")
@@ -578,7 +757,8 @@ def generate_synthetic(
         annotations=None if use_npy else Path("list", annotation_name),
         annotation_format=None if use_npy else ("ucf_txt" if ucf else "xd_txt"),
         n_crops=settings["n_crops"], feature_dim=settings["feature_dim"],
-        split_index=sum(video.abnormal for video in train), val_fraction=LAYOUT_DEFAULTS[layout]["val_fraction"],
+        split_index=sum(video.abnormal for video in train),
+        val_fraction=UCF_LIKE["val_fraction"] if style == "ucf-like" else LAYOUT_DEFAULTS[layout]["val_fraction"],
         frames_per_snippet=FRAMES_PER_SNIPPET,
     )
     (out_dir / "synthetic.json").write_text(json.dumps({"generator_version": GENERATOR_VERSION, **settings},
@@ -660,20 +840,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gt", choices=["npy", "annotations"], default="npy",
                         help="what dataset.yaml points at as ground truth")
     parser.add_argument("--name", default=None, help="dataset name in dataset.yaml")
+    parser.add_argument("--style", choices=STYLES, default="simple",
+                        help="ucf-like: UCF-Crime's structure (class patterns, shift, label noise; ucf layout)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     try:
         path = generate_synthetic(
             args.out, layout=args.layout, videos=args.videos, test_videos=args.test_videos, n_crops=args.crops,
             feature_dim=args.dim, difficulty=args.difficulty, seed=args.seed, like=args.like,
             reference_dir=args.reference_dir, ground_truth=args.gt, length_median=args.length_median,
-            name=args.name,
+            name=args.name, style=args.style,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     print(path)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main))

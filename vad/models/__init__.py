@@ -5,7 +5,9 @@
 >>> loss, terms = create_loss("rtfm")(out, labels)
 """
 
-from vad.models import mgfn, rtfm, s3r  # noqa: F401  (each registers itself)
+import importlib
+import pkgutil
+
 from vad.models.output import ModelOutput
 from vad.models.registry import (
     LoadReport,
@@ -17,6 +19,12 @@ from vad.models.registry import (
     model_arguments,
     read_checkpoint,
 )
+
+# Every sub-package except the shared components is a model that registers itself on import: a new model is a
+# new folder, nothing to edit here.
+for _module in pkgutil.iter_modules(__path__):
+    if _module.ispkg and _module.name != "components":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "LoadReport",

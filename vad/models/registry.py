@@ -1,18 +1,61 @@
 """Model registry: ``create_model``, ``create_loss``, ``list_models`` and strict loading of the authors' weights.
 
-Each model folder registers itself with :func:`register_model`, naming its model class, its loss class and how
-the authors' checkpoint keys map onto ours (identity by default: our layout *is* the authors' layout).
+Each model folder registers itself with :func:`register_model`, naming its model class, its loss class, how the
+authors' checkpoint keys map onto ours (identity by default: our layout *is* the authors' layout), and what the
+rest of the toolkit must know about it: its resampling of training videos, its own ``data.*`` options, and the
+optional hooks that prepare per-dataset state once (S3R's dictionary) and attach it to a model. The config,
+preparation, training and manifest code call these hooks (:func:`prepare_model_state`, :func:`attach_state`,
+:func:`state_arguments`) and never test a model's name.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 from torch import Tensor, nn
+
+from vad.coerce import Limit
+
+ModelState = dict[str, np.ndarray]
+"""Per-dataset state a model prepares once (named arrays, saved beside the prepared-data manifest)."""
+
+
+@dataclass(frozen=True)
+class DataOption:
+    """One ``data.<name>`` option a model owns: its type and default (set in configs and search spaces)."""
+
+    type: type
+    default: Any
+    help: str = ""
+    limit: Limit | None = None
+    """Its allowed values (checked with the config, before any work); ``None``: any value of ``type``."""
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """What a model's ``prepare`` hook reads: the resampled training cache and the training split.
+
+    ``features``: ``(V, N, T, C)`` float32 (memory-mapped); ``labels``: ``(V,)`` 0 normal / 1 abnormal;
+    ``train_rows``: ``(V_train,)`` rows of the training split (validation videos are never seen);
+    ``inputs_key``: names the cache and the rows (a key for the hook's own disk cache);
+    ``options``: the model's ``data`` options, every default filled in.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    train_rows: np.ndarray
+    inputs_key: str
+    options: Mapping[str, Any]
+
+    @property
+    def normal_rows(self) -> np.ndarray:
+        """``(V_normal,)`` rows of the training split's normal videos."""
+        return self.train_rows[np.asarray(self.labels)[self.train_rows] == 0]
 
 
 @dataclass(frozen=True)
@@ -28,6 +71,16 @@ class ModelEntry:
     """Keys of our state_dict that the authors' checkpoints never contain (S3R's dictionary buffer)."""
     map_original_keys: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
     """Renames foreign keys into ours; ``None`` when the layouts already agree."""
+    resample: str = "mean"
+    """How training videos are resampled to ``n_segments`` when ``data.resample`` is unset (``mean``/``linear``)."""
+    data_options: Mapping[str, DataOption] = field(default_factory=dict)
+    """``data.*`` options of this model only (S3R: ``dictionary_ratio``)."""
+    prepare: Callable[[PrepareContext], ModelState] | None = None
+    """Run once per dataset and data settings, before training or a sweep; its result is cached by the manifest."""
+    attach: Callable[[nn.Module, Mapping[str, np.ndarray]], None] | None = None
+    """Give a freshly built model its prepared state (S3R: ``set_dictionary``)."""
+    state_arguments: Callable[[Mapping[str, np.ndarray]], dict[str, Any]] | None = None
+    """Constructor arguments the prepared state fixes (S3R: ``n_atoms`` = the dictionary's rows)."""
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -52,6 +105,36 @@ def get_entry(name: str) -> ModelEntry:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def data_options(name: str) -> dict[str, DataOption]:
+    """The ``data.*`` options model ``name`` owns (empty for most models)."""
+    return dict(get_entry(name).data_options)
+
+
+def prepare_model_state(name: str, context: PrepareContext) -> ModelState:
+    """Run model ``name``'s ``prepare`` hook (an empty state when it has none)."""
+    entry = get_entry(name)
+    if entry.prepare is None:
+        return {}
+    state = entry.prepare(context)
+    return {key: np.asarray(value) for key, value in state.items()}
+
+
+def state_arguments(name: str, state: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The constructor arguments fixed by model ``name``'s prepared ``state`` (empty without state or hook)."""
+    entry = get_entry(name)
+    return dict(entry.state_arguments(state)) if state and entry.state_arguments is not None else {}
+
+
+def attach_state(model: nn.Module, state: Mapping[str, np.ndarray]) -> None:
+    """Give ``model`` its prepared ``state`` through its entry's ``attach`` hook (a no-op without state)."""
+    if not state:
+        return
+    entry = entry_for(model)
+    if entry.attach is None:
+        raise TypeError(f"{entry.name!r} takes no prepared state; got {', '.join(sorted(state))}")
+    entry.attach(model, state)
 
 
 def entry_for(model: nn.Module) -> ModelEntry:
@@ -104,13 +187,10 @@ def create_loss(name: str, **overrides: object) -> nn.Module:
 
 def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """Load a plain state_dict file safely (``weights_only=True``) on the CPU."""
+    from vad.checkpoint import read_torch_file
+
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    except Exception as exc:  # pickle errors, non-weights content
-        raise ValueError(f"{path}: not a loadable weights-only state_dict ({exc})") from exc
+    state = read_torch_file(path, "PyTorch weights file")
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -130,13 +210,16 @@ def load_original_weights(
     model: nn.Module,
     state_dict: Mapping[str, Tensor] | str | Path,
     *,
-    dictionary: Tensor | None = None,
+    model_state: Mapping[str, np.ndarray | Tensor] | None = None,
+    dictionary: Tensor | np.ndarray | None = None,
 ) -> LoadReport:
     """Load the authors' weights (their key layout, optional ``module.`` prefix) into ``model``, strictly.
 
     Every key must be used or be on the model's documented list of known-unused keys; every shape must match;
     every key our model needs (except the ones that never live in the authors' files) must be present.
-    S3R also takes its ``(n_atoms, C)`` ``dictionary``. ``state_dict`` may be a path (loaded weights-only).
+    ``model_state``: the model's prepared state, attached first (the entry's ``attach`` hook), for the keys the
+    authors' files never hold; ``dictionary=D`` is S3R's shorthand for ``model_state={"dictionary": D}``.
+    ``state_dict`` may be a path (loaded weights-only).
     """
     entry = entry_for(model)
     if isinstance(state_dict, (str, Path)):
@@ -171,10 +254,10 @@ def load_original_weights(
             f"({_describe(model)}): " + "; ".join(problems[:12])
         )
     if dictionary is not None:
-        if not hasattr(model, "set_dictionary"):
-            raise TypeError(f"{entry.name!r} has no dictionary; do not pass dictionary=")
-        model.set_dictionary(torch.as_tensor(dictionary))
-        own = model.state_dict()  # now holding the new dictionary
+        model_state = {**(model_state or {}), "dictionary": dictionary}
+    if model_state:
+        attach_state(model, {k: np.asarray(v.cpu() if isinstance(v, Tensor) else v) for k, v in model_state.items()})
+        own = model.state_dict()  # now holding the attached state
     model.load_state_dict({**own, **foreign}, strict=True)
     return LoadReport(loaded=sorted(foreign), dropped_unused=dropped)
 

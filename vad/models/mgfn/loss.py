@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vad.coerce import NON_NEGATIVE, POSITIVE_INT, Limit
 from vad.models.components.class_rows import class_rows
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
 from vad.models.components.topk import gather_features, select_topk
@@ -65,6 +68,13 @@ class MGFNLoss(nn.Module):
     concatenated into one vector (crossing video boundaries). ``None`` (default) = as the variant is coded:
     ``"per_video"`` for ``current``, ``"flat"`` for ``paper``.
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {
+        "k": POSITIVE_INT, "margin": NON_NEGATIVE, "contrastive_weight": NON_NEGATIVE,
+        "separation_weight": NON_NEGATIVE, "sparsity_weight": NON_NEGATIVE, "smoothness_weight": NON_NEGATIVE,
+        "smoothness": Limit(choices=SMOOTHNESS), "variant": Limit(choices=VARIANTS),
+    }
+    """What a config may set (checked before any work, see :func:`vad.coerce.check_limits`)."""
 
     def __init__(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from vad.coerce import NON_NEGATIVE, POSITIVE_INT, PROBABILITY, Limit
 from vad.models.components.time_major import conv1d_time_major
 from vad.models.mgfn.blocks import BLOCK_ALIASES, ChannelLayerNorm, MGFNStage
 from vad.models.output import ModelOutput
@@ -40,6 +42,31 @@ class MGFN(nn.Module):
     Deviation kept out of the defaults: the authors derive heads from ``dim_head`` but always build 64-d heads; here
     ``dim_head`` is used for both (identical at the default 64).
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {
+        "feature_dim": POSITIVE_INT, "n_crops": POSITIVE_INT, "dims": Limit(1, min_items=1),
+        "depths": Limit(0, min_items=1),
+        "block_types": Limit(choices=(*BLOCK_ALIASES, *(name.upper() for name in BLOCK_ALIASES)), min_items=1),
+        "heads": POSITIVE_INT, "dim_head": POSITIVE_INT, "ff_mult": POSITIVE_INT, "focus_kernel": POSITIVE_INT,
+        "attention_dropout": PROBABILITY, "ff_dropout": PROBABILITY, "mag_ratio": NON_NEGATIVE,
+        "dropout": PROBABILITY,
+    }
+    """What a config may set (checked before any work, see :func:`vad.coerce.check_limits`)."""
+
+    @staticmethod
+    def check_arguments(args: dict[str, Any]) -> tuple[str, str] | None:
+        """The relations between arguments that the constructor needs: ``(key, why)`` of the first one broken."""
+        dims, depths, block_types, heads = (args["dims"], args["depths"], args["block_types"], args["heads"])
+        if not len(dims) == len(depths) == len(block_types):
+            return "dims", (f"one entry per stage in dims, depths and block_types; got {len(dims)}, {len(depths)} "
+                            f"and {len(block_types)} ({list(dims)}, {list(depths)}, {list(block_types)})")
+        if heads is not None and len(heads) != len(dims):
+            return "heads", f"one count per stage ({len(dims)}), got {list(heads)}"
+        if heads is None and dims and min(dims) < args["dim_head"]:
+            return "dims", f"every stage width must be at least dim_head={args['dim_head']}, got {list(dims)}"
+        if args["focus_kernel"] % 2 == 0:
+            return "focus_kernel", f"must be odd (keeps T), got {args['focus_kernel']}"
+        return None
 
     def __init__(
         self,

@@ -9,11 +9,13 @@ selected per-crop features, and sparsity/smoothness act on the abnormal videos' 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vad.coerce import NON_NEGATIVE, POSITIVE_INT, Limit
 from vad.models.components.class_rows import Rows, class_rows
 from vad.models.components.magnitude import rtfm_magnitude_loss
 from vad.models.components.regularizers import smoothness_flat, smoothness_per_video, sparsity_l2
@@ -46,6 +48,13 @@ class RTFMLoss(nn.Module):
     ``smoothness="flat"`` (over the abnormal scores flattened into one vector, crossing video boundaries);
     ``smoothness="per_video"`` keeps it within each video (the reference study's fix).
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {
+        "k": POSITIVE_INT, "margin": NON_NEGATIVE, "magnitude_weight": NON_NEGATIVE,
+        "sparsity_weight": NON_NEGATIVE, "smoothness_weight": NON_NEGATIVE,
+        "smoothness": Limit(choices=tuple(SMOOTHNESS_OPTIONS)),
+    }
+    """What a config may set (checked before any work, see :func:`vad.coerce.check_limits`)."""
 
     def __init__(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from vad.coerce import POSITIVE_INT, PROBABILITY, Limit
 from vad.models.components.layout_dropout import dropout_channels_first_order
 from vad.models.output import ModelOutput
 from vad.models.rtfm.aggregate import Aggregate
@@ -48,6 +50,12 @@ class RTFM(nn.Module):
     ``.{weight,bias}`` (``fc{len(head_dims)+1}`` is the 1-unit output layer).
     Parameters: 24,718,849 at C=2048 (UCF-Crime), 12,658,177 at C=1024 (XD-Violence).
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {
+        "feature_dim": POSITIVE_INT, "n_crops": POSITIVE_INT, "dropout": PROBABILITY, "hidden_dim": POSITIVE_INT,
+        "dilations": POSITIVE_INT, "non_local_inner": POSITIVE_INT, "head_dims": POSITIVE_INT,
+    }
+    """What a config may set (checked before any work, see :func:`vad.coerce.check_limits`)."""
 
     def __init__(
         self,

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vad.paths import cache_root
+from vad.data.cache_io import cache_dir, cached_array
 
 NONZERO_COEFS = 2
 """Non-zero coefficients per channel in the OMP transform (the authors' ``transform_n_nonzero_coefs``)."""
@@ -172,15 +170,11 @@ def learn_dictionary(
     if not cache:
         return fit_dictionary(vectors, **settings, progress=progress)
     path = keyed_cache_path(inputs_key, **settings) if inputs_key else dictionary_cache_path(vectors, **settings)
-    if path.exists():
-        atoms = np.load(path)
-        expected = (n_atoms_for(vectors.shape[0], ratio), vectors.shape[1])
-        if atoms.shape != expected or atoms.dtype != np.float32:
-            raise ValueError(f"{path}: cached dictionary has shape {atoms.shape} {atoms.dtype}, expected {expected} "
-                             "float32; delete the file to rebuild it")
-        return atoms
-    atoms = fit_dictionary(vectors, **settings, progress=progress)
-    _save_atomically(path, atoms)
+    atoms = cached_array(path, lambda: fit_dictionary(vectors, **settings, progress=progress))
+    expected = (n_atoms_for(vectors.shape[0], ratio), vectors.shape[1])
+    if atoms.shape != expected or atoms.dtype != np.float32:
+        raise ValueError(f"{path}: cached dictionary has shape {atoms.shape} {atoms.dtype}, expected {expected} "
+                         "float32; delete the file to rebuild it")
     return atoms
 
 
@@ -190,7 +184,7 @@ def keyed_cache_path(inputs_key: str, *, ratio: float, n_iter: int, batch_size: 
                    "ratio": float(ratio), "n_iter": int(n_iter), "batch_size": int(batch_size),
                    "random_state": int(random_state), "transform": ["omp", NONZERO_COEFS]}
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
-    return cache_root() / CACHE_FOLDER / f"keyed-{digest}.npy"
+    return cache_dir(CACHE_FOLDER) / f"keyed-{digest}.npy"
 
 
 def dictionary_cache_path(
@@ -210,16 +204,4 @@ def dictionary_cache_path(
     }
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode())
     digest.update(vectors.tobytes())
-    return cache_root() / CACHE_FOLDER / f"{digest.hexdigest()[:32]}.npy"
-
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    return cache_dir(CACHE_FOLDER) / f"{digest.hexdigest()[:32]}.npy"

@@ -3,10 +3,13 @@ pushes the macro (reconstructed-normal) scores of every video towards 0."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vad.coerce import NON_NEGATIVE, Limit
 from vad.models.output import ModelOutput
 from vad.models.rtfm.loss import RTFMLoss
 
@@ -18,6 +21,9 @@ class S3RLoss(RTFMLoss):
     (same defaults, same dropout-mask order) plus ``macro = macro_weight * BCE(out.extras["macro_scores"] (B,),
     0)`` over all videos of the batch, normal and abnormal alike. They sum to ``loss``.
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {**RTFMLoss.ARG_LIMITS, "macro_weight": NON_NEGATIVE}
+    """RTFM's limits plus the macro term's weight."""
 
     def __init__(
         self,

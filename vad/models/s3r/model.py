@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vad.coerce import POSITIVE_INT, PROBABILITY, Limit
 from vad.models.components.layout_dropout import dropout_channels_first_order
 from vad.models.output import ModelOutput
 from vad.models.s3r.embedding import Aggregate
@@ -84,6 +87,14 @@ class S3R(nn.Module):
     so their checkpoints load with every key used: 81,436,802 parameters at C = 2048 (20,369,474 at C = 1024).
     With False the model has 56,258,690 (14,071,874) parameters and the same outputs.
     """
+
+    ARG_LIMITS: ClassVar[dict[str, Limit]] = {
+        "feature_dim": Limit(16), "n_crops": POSITIVE_INT, "dropout": PROBABILITY, "n_atoms": POSITIVE_INT,
+        "dilations": POSITIVE_INT, "hidden_dim": POSITIVE_INT, "attention_dim": POSITIVE_INT,
+        "gate_dim": POSITIVE_INT,
+    }
+    """What a config may set (checked before any work, see :func:`vad.coerce.check_limits`); ``feature_dim >= 16``
+    because the classifiers use C/16."""
 
     def __init__(
         self,
