@@ -2,7 +2,7 @@
 
     python benchmarks/step_time.py [--quick] [--device cpu|cuda|all] [--models rtfm,mgfn,s3r]
         [--sizes ucf,xd,demo,reference] [--rounds R] [--batch B | --paper-batch] [--threads N]
-        [--no-baseline] [--authors-repo MODEL=PATH ...] [--json PATH]
+        [--no-baseline] [--authors-repo MODEL=PATH ...] [--json PATH] [--profile [--profile-rows K]]
 
 For each model and size it times a full training step (forward, loss, backward, optimizer step) of our
 implementation and, side by side in the same run (interleaved rounds, best of ``--rounds``), of a baseline that
@@ -279,6 +279,23 @@ def measure_case(case: Case, device: torch.device, args: argparse.Namespace,
     return timings, flops, notes
 
 
+def profile_case(case: Case, device: torch.device, args: argparse.Namespace) -> str:
+    """``--profile``: the top ops (self CPU time) of ``args.rounds`` training steps of ours on ``case``, after one
+    warm-up step, as ``torch.profiler``'s table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x, labels = synthetic_batch(case, device)
+    model, criterion, optimizer = build_ours(case, device, args.s3r_dictionary_scale)
+    step = make_step(model, lambda: criterion(model(x), labels)[0], optimizer, device)
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.rounds):
+            step()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows)
+
+
 # ----------------------------------------------------------------------------------------------- report
 
 
@@ -355,6 +372,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--authors-repo", action="append", default=[], metavar="MODEL=PATH",
                         help="also time the authors' own classes from a checkout, e.g. rtfm=~/src/RTFM (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: torch.profiler's top ops of --rounds steps of ours per case")
+    parser.add_argument("--profile-rows", type=int, default=20, help="ops in each --profile table")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     return args
@@ -389,6 +409,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\n== step_time on {device.type}: " + "; ".join(f"{k}: {v}" for k, v in machine.items()), flush=True)
         device_rows: list[Row] = []
         measured, failed = [], []
+        if args.profile:
+            profiles = report.setdefault("profiles", {})
+            for case in build_cases(models, sizes, device, args):
+                print(f"\n== profile of {case.label} ({2 * case.batch_per_class} videos/step, {args.rounds} steps, "
+                      f"ours) on {device.type}", flush=True)
+                profiles[f"{device.type} {case.label}"] = table = profile_case(case, device, args)
+                print(table, flush=True)
+            continue
         for case in build_cases(models, sizes, device, args):
             print(f"   measuring {case.label} ({2 * case.batch_per_class} videos/step) ...", flush=True)
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from search.report_data import TrackedRun
 from search.report_figures import SCORES_ARTIFACT, TestTruth, frame_scores, run_scores, threshold_of
 from vad.atomic import atomic_write_bytes
 from vad.metrics.intervals import bootstrap_replicates
+from vad.metrics.intervals import percentile_interval as metric_interval
 from vad.scoring import TestScores
 
 Interval = tuple[float, float]
@@ -33,13 +35,8 @@ Interval = tuple[float, float]
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> Interval | None:
     """The central ``level`` percentile interval of the finite ``values`` ``(B,)`` (``None`` when none is)."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return None
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(finite, [tail, 1.0 - tail])
-    return float(low), float(high)
+    low, high = metric_interval(values, level)
+    return None if math.isnan(low) else (low, high)
 
 
 def seed_mean_interval(replicates: Sequence[np.ndarray], *, level: float = 0.95, seed: int = 0) -> Interval | None:

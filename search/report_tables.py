@@ -120,11 +120,12 @@ def _selected_epoch(run: TrackedRun) -> int | None:
 
 
 def pick_val(runs: Sequence[TrackedRun], metric: str, mode: str, steered: str | None = None) -> Pick | None:
-    """The run with the best ``metric`` over its epochs (ties: the lower trial number) that has a selected
-    checkpoint, with that checkpoint's test metrics."""
+    """The run the sweep ranks best (ties: the lower trial number) among those with a selected checkpoint, with
+    that checkpoint's test metrics. A run's value is what the sweep ranked it by, ``best_<metric>``: the selection
+    rule's value at its selected checkpoint (for runs logged without it, the best of its per-epoch ``metric``)."""
     scored = []
     for run in runs:
-        value = run.best(metric, mode)
+        value = ranked_value(run, metric, mode)
         if value is not None and selected_metrics(run):
             scored.append((_signed(value, mode), run.number, value, run))
     if not scored:
@@ -132,6 +133,15 @@ def pick_val(runs: Sequence[TrackedRun], metric: str, mode: str, steered: str | 
     _, _, value, run = min(scored, key=lambda item: item[:2])
     return Pick(run, _selected_epoch(run), selected_metrics(run), value, saved_scores=True,
                 reasons=test_reasons(run, metric, own_checkpoint=True, steered=steered))
+
+
+def ranked_value(run: TrackedRun, metric: str, mode: str) -> float | None:
+    """The value the sweep ranked ``run`` by: its logged ``best_<metric>`` when finite, else the best per-epoch
+    ``metric`` (older runs, or runs of an experiment without a sweep)."""
+    value = run.metrics.get(f"best_{metric}")
+    if value is not None and math.isfinite(value):
+        return float(value)
+    return run.best(metric, mode)
 
 
 def has_epoch_tests(run: TrackedRun) -> bool:

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    """The whole sweep; returns the exit status (0 done, 1 interrupted, 2 refused)."""
+    """The whole sweep; returns the exit status (0 done, 1 interrupted, 2 refused). The sweep's folders are left in
+    ``args.sweep_paths`` (what :func:`search.api.run_sweep` reads its results from)."""
     from search.cli import tune_session
     from search.space import load_space
     from search.sweep import SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
@@ -94,6 +95,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if resume:  # everything a resume needs is in the sweep record; a differing option is refused
         paths, record = resumed_sweep(space, storage, args.sweep, args.resume or None,
                                       trust_storage=args.trust_storage)
+        args.sweep_paths = paths
         record.conflicts({"--num-samples": args.num_samples, "--tracking-uri": args.tracking_uri,
                           "--optuna-storage": args.optuna_storage, "--diagnostic": args.diagnostic or None})
         if record.stage == "done":
@@ -109,6 +111,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         tracking_uri = args.tracking_uri or default_tracking_uri(scratch or Path.cwd())
         check_tracking(tracking_uri)  # before the sweep's folder exists: an unreachable server takes no name
         paths = new_sweep(space, storage, args.sweep)
+        args.sweep_paths = paths
         optuna_storage = args.optuna_storage
         record = SweepRecord(paths.name, str(space.path), space.digest, tracking_uri, now(), space.smoke,
                              num_samples=space.search.num_samples, optuna_storage=optuna_storage,

@@ -6,12 +6,10 @@ ends FINISHED, FAILED or KILLED whatever happens.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +38,11 @@ LOCAL_RAY_DEFAULTS = {
 }
 
 
-class ClusterError(RuntimeError):
+class ClusterError(ValueError):
     """The Ray cluster given by ``--address`` cannot be joined."""
 
 
-class DataError(RuntimeError):
+class DataError(ValueError):
     """The space's dataset cannot be prepared (missing files, ``$VAD_DATA`` unset, malformed lists)."""
 
 
@@ -72,6 +70,8 @@ def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) ->
         for key, value in LOCAL_RAY_DEFAULTS.items():
             os.environ.setdefault(key, value)
     try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
+        from search.adapters.tune import loopback_only
+
         with loopback_only(not address):
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
                      logging_level=logging.WARNING if quiet and not address else logging.INFO,
@@ -83,25 +83,6 @@ def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) ->
         raise ClusterError(f"--address {address}: {exc}{hint}") from None
     warn_token_mode()
     return True
-
-
-@contextlib.contextmanager
-def loopback_only(enabled: bool) -> Iterator[None]:
-    """A local Ray started in the block listens on 127.0.0.1 only (its GCS, raylet and workers), not on every
-    interface. Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the routable address, and binds to loopback only
-    where it believes clusters are unsupported: its private ``ray_constants.ENABLE_RAY_CLUSTER`` is switched off
-    for the start (read when the node address is chosen), then restored."""
-    if not enabled:
-        yield
-        return
-    from ray._private import ray_constants
-
-    kept = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = kept
 
 
 def warn_token_mode(token: Path | None = None) -> None:

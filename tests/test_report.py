@@ -653,3 +653,15 @@ def test_the_epoch_budget_and_the_full_budget_caveat():
     assert full_budget_caveat(Sweep, 2).startswith("only 2 of 5 trials ran the full budget")
     Sweep.trials = [_run(params={"train.epochs": "5"}) for _ in range(FEW_FULL)]  # 2 of 5 epochs: not full
     assert full_budget_caveat(Sweep, 5).startswith(f"only 0 of {FEW_FULL} trials")
+
+
+def test_the_val_row_picks_the_trial_the_sweep_ranked_best_not_the_lowest_raw_epoch():
+    # t001 has the lowest single-epoch value (a spike) but the sweep, under a smoothing rule, ranked t002 first
+    spiky = _run(metrics={"selected_auc": 0.7, "best_val_loss": 0.9}, histories={"val_loss": {1: 1.0, 2: 0.2}})
+    steady = TrackedRun("r2", "t002", "FINISHED", {"trial_number": "2", "selected_epoch": "2"}, {},
+                        {"selected_auc": 0.8, "best_val_loss": 0.6}, client=None)
+    steady._histories.update({"val_loss": {1: 0.7, 2: 0.6}})
+    pick = pick_val([spiky, steady], "val_loss", "min")
+    assert pick.run is steady and pick.score == 0.6
+    # runs logged without best_<metric> fall back to their best per-epoch value
+    assert pick_val([_run(), steady], "val_loss", "min").run.name == "t001"

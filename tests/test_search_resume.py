@@ -48,6 +48,26 @@ def run_to_end(command: list[str], env: dict, log: Path, timeout: float = 300) -
             end_group(process)
 
 
+def kill_driver_when(command: list[str], env: dict, log: Path, ready, timeout: float) -> None:
+    """Start the driver ``command``, SIGKILL it (the driver only: Ray's own processes are left to their fate) once
+    ``ready()`` is true, then end what is left of its process group."""
+    with log.open("w") as out:
+        driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                assert driver.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()}"
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            time.sleep(0.5)
+            os.kill(driver.pid, signal.SIGKILL)
+            assert driver.wait(timeout=30) == -signal.SIGKILL
+            time.sleep(2)
+        finally:
+            end_group(driver)
+
+
 def check_runs(client: MlflowClient, name: str, trial_ids: set[str], epochs: int) -> list:
     """One parent and exactly one terminal child run per Tune trial; per-epoch metrics without duplicate steps;
     a trial that reached the last epoch trained to its end (its run's result is there)."""
@@ -86,22 +106,7 @@ def test_resume_after_the_driver_is_killed_runs_every_trial_exactly_once(tmp_pat
     store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
     command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "K", "--storage", str(store),
                "--tracking-uri", uri]
-    log = tmp_path / "driver.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while not in_progress_with_checkpoints(store / "K"):
-                assert driver.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()}"
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            time.sleep(0.5)
-            os.kill(driver.pid, signal.SIGKILL)  # the driver only: Ray's own processes are left to their fate
-            assert driver.wait(timeout=30) == -signal.SIGKILL
-            time.sleep(2)
-        finally:
-            end_group(driver)
+    kill_driver_when(command, env, tmp_path / "driver.log", lambda: in_progress_with_checkpoints(store / "K"), 240)
 
     assert run_to_end(command + ["--resume"], env, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
     trials = ExperimentAnalysis(str(store / "K")).trials
@@ -140,22 +145,7 @@ def test_resume_continues_an_interrupted_confirmation(tmp_path, tmp_path_factory
     store, uri, env = tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db", environment(tmp_path_factory)
     command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "Q", "--storage", str(store),
                "--tracking-uri", uri]
-    log = tmp_path / "driver.log"
-    with log.open("w") as out:
-        driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + 300
-            while not confirm_in_progress(store / "Q"):
-                assert driver.poll() is None, f"the sweep ended before it could be killed:\n{log.read_text()}"
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            time.sleep(0.5)
-            os.kill(driver.pid, signal.SIGKILL)
-            assert driver.wait(timeout=30) == -signal.SIGKILL
-            time.sleep(2)
-        finally:
-            end_group(driver)
+    kill_driver_when(command, env, tmp_path / "driver.log", lambda: confirm_in_progress(store / "Q"), 300)
     results = (store / "Q" / "confirm").glob("trial_*/run/result.json")
     done_before = {path.parents[1].name: path.stat().st_mtime_ns for path in results}
     search_before = sorted(t.trial_id for t in ExperimentAnalysis(str(store / "Q")).trials)

@@ -112,12 +112,16 @@ def test_sweep_logs_a_parent_and_one_child_per_trial_and_asha_stops_trials(ray_i
     assert best["data"]["dataset"] == "synthetic:tiny" and best["train"]["epochs"] == 4
 
 
+HUGE = 1.0e38
+"""A loss weight within the limits (finite, non-negative) that makes the weighted loss overflow float32."""
+
+
 def test_grid_runs_exactly_its_grid_and_a_diverging_trial_fails_alone(ray_instance, store, tmp_path):
     space = write_space(tmp_path, {
         "search": {"sampler": "grid", "epochs": 2},
         "scheduler": {"name": "fifo"},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
-        "params": {"loss.magnitude_weight": {"grid": [1.0e-4, float("inf")]},  # inf: the loss is not finite
+        "params": {"loss.magnitude_weight": {"grid": [1.0e-4, HUGE]},  # the weighted loss overflows float32
                    "model.dropout": {"grid": [0.5, 0.7]}},
     }, BASE)
     assert load_space(space).search.num_samples == 4
@@ -125,12 +129,12 @@ def test_grid_runs_exactly_its_grid_and_a_diverging_trial_fails_alone(ray_instan
 
     trials = tune_trials(tmp_path, "G")
     points = sorted((t.config["loss.magnitude_weight"], t.config["model.dropout"]) for t in trials)
-    assert points == sorted((m, d) for m in (1.0e-4, float("inf")) for d in (0.5, 0.7))
+    assert points == sorted((m, d) for m in (1.0e-4, HUGE) for d in (0.5, 0.7))
     by_status = {t.trial_id: t.status for t in trials}
     client, parent, children = runs_of(store, "G")
     assert len(children) == 4 and parent.info.status == "FINISHED"
     for child in children:
-        diverged = child.data.params["loss.magnitude_weight"] == "inf"
+        diverged = float(child.data.params["loss.magnitude_weight"]) == HUGE
         assert by_status[child.data.tags["trial_id"]] == ("ERROR" if diverged else "TERMINATED")
         assert child.info.status == ("FAILED" if diverged else "FINISHED")
         assert child.data.tags["train_status"] == ("diverged" if diverged else "completed")

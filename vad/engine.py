@@ -168,17 +168,42 @@ def topk_mean(scores: Tensor, k: int) -> Tensor:
     return torch.topk(scores, min(k, scores.shape[1]), dim=1).values.mean(dim=1)
 
 
-@torch.no_grad()
+def equal_length_batches(lengths: Sequence[int], max_snippets: int) -> list[list[int]]:
+    """Indices of videos grouped by equal length ``T``, each group cut into batches of at most
+    ``max(1, max_snippets // T)`` videos; groups in order of their first video, videos in list order."""
+    groups: dict[int, list[int]] = {}
+    for index, length in enumerate(lengths):
+        groups.setdefault(int(length), []).append(index)
+    batches = []
+    for length, members in groups.items():
+        size = max(1, max_snippets // max(length, 1))
+        batches.extend(members[start:start + size] for start in range(0, len(members), size))
+    return batches
+
+
+@torch.inference_mode()
 def snippet_scores(
-    model: nn.Module, videos: Iterable[np.ndarray], *, device: torch.device, bf16: bool = False
+    model: nn.Module, videos: Iterable[np.ndarray], *, device: torch.device, bf16: bool = False,
+    max_snippets: int = 2048,
 ) -> list[np.ndarray]:
-    """Per-snippet scores ``(T_i,)`` for each full-length video ``(N, T_i, C)``, one video per forward pass
-    (as the authors test: padding would change attention and non-local outputs)."""
+    """Per-snippet scores ``(T_i,)`` for each full-length video ``(N, T_i, C)``, in input order.
+
+    Videos of the same length ``T`` share one forward pass (``(b, N, T, C)``, at most ``max_snippets // T``
+    videos): no padding, which would change attention and non-local outputs; in eval mode each video's outputs
+    do not depend on the others in its batch, so the scores equal the one-video passes up to float32 rounding.
+    ``max_snippets=0``: one video per pass (as the authors test).
+    """
     model.eval()
-    scores = []
-    for video in videos:
-        x = torch.from_numpy(np.ascontiguousarray(video, dtype=np.float32)).unsqueeze(0).to(device)
+    videos = list(videos)
+    lengths = [video.shape[1] for video in videos]
+    batches = equal_length_batches(lengths, max_snippets) if max_snippets > 0 else [[i] for i in range(len(videos))]
+    scores: list[np.ndarray | None] = [None] * len(videos)
+    for batch in batches:
+        stacked = np.stack([np.asarray(videos[i], dtype=np.float32) for i in batch])
+        x = torch.from_numpy(stacked).to(device)
         with autocast(device, bf16):
             out = model(x)
-        scores.append(out.scores.float()[0].cpu().numpy())
+        values = out.scores.float().cpu().numpy()
+        for row, index in enumerate(batch):
+            scores[index] = values[row]
     return scores

@@ -103,11 +103,13 @@ class TestScores:
             return cls(list(map(str, data["video_ids"])), data["labels"], list(map(str, data["classes"])), scores)
 
 
-def score_test(model: nn.Module, prepared: PreparedData, *, device: torch.device, bf16: bool = False) -> TestScores:
-    """Snippet scores of every full-length test video, one video per forward pass."""
+def score_test(model: nn.Module, prepared: PreparedData, *, device: torch.device, bf16: bool = False,
+               max_snippets: int = 2048) -> TestScores:
+    """Snippet scores of every full-length test video; videos of equal length share a forward pass (at most
+    ``max_snippets`` snippets; 0: one video per pass), see :func:`vad.engine.snippet_scores`."""
     test = prepared.test
-    videos = (test.video(i) for i in range(len(test.lengths)))
-    scores = snippet_scores(model, videos, device=device, bf16=bf16)
+    videos = [test.video(i) for i in range(len(test.lengths))]
+    scores = snippet_scores(model, videos, device=device, bf16=bf16, max_snippets=max_snippets)
     return TestScores(list(test.video_ids), np.asarray(test.labels), list(test.classes), scores)
 
 

@@ -1,4 +1,5 @@
-"""Ray Tune internals, in one place: the rung history and trial bookkeeping of ``AsyncHyperBandScheduler``.
+"""Ray internals, in one place: the rung history and trial bookkeeping of Tune's ``AsyncHyperBandScheduler``, and
+the switch that makes a local Ray listen on 127.0.0.1 only (:func:`loopback_only`).
 
 :class:`search.scheduler.PersistentASHA` saves and restores ASHA's rungs (Tune pickles the scheduler only when a
 sweep starts) and needs the scheduler's own settings and trial table; Tune has no public accessor for any of them.
@@ -6,6 +7,8 @@ sweep starts) and needs the scheduler's own settings and trial table; Tune has n
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -52,6 +55,25 @@ def set_num_stopped(scheduler: AsyncHyperBandScheduler, count: int) -> None:
     scheduler._num_stopped = count
 
 
+@contextlib.contextmanager
+def loopback_only(enabled: bool) -> Iterator[None]:
+    """A local Ray started in the block listens on 127.0.0.1 only (its GCS, raylet and workers), not on every
+    interface. Ray 2.60 turns ``_node_ip_address="127.0.0.1"`` into the routable address, and binds to loopback only
+    where it believes clusters are unsupported: its private ``ray_constants.ENABLE_RAY_CLUSTER`` is switched off
+    for the start (read when the node address is chosen), then restored."""
+    if not enabled:
+        yield
+        return
+    from ray._private import ray_constants
+
+    kept = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = kept
+
+
 def check() -> None:
     """Verify on a real ``AsyncHyperBandScheduler`` of the installed Ray that every internal above exists with the
     shape this module expects; :class:`search.adapters.AdapterError` otherwise."""
@@ -61,6 +83,9 @@ def check() -> None:
     def need(path: str, kind: type | tuple[type, ...]) -> Any:
         return require("ray[tune]", ray.__version__, ADAPTER, scheduler, path, kind)
 
+    from ray._private import ray_constants
+
+    require("ray", ray.__version__, ADAPTER, ray_constants, "ENABLE_RAY_CLUSTER", bool)
     need("_brackets", list)
     rung_list = need("_brackets[0]._rungs", list)
     need("_brackets[0]._rungs[0]", tuple)

@@ -140,8 +140,10 @@ def bootstrap_replicates(
     return {name: np.concatenate([p[name] for p in pieces]) for name in frame_metric_names()}
 
 
-def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``values`` ``(B,)``; ``(nan, nan)`` when none is."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return float("nan"), float("nan")
     tail = (1.0 - level) / 2.0
@@ -169,7 +171,7 @@ def bootstrap_intervals(
     _check_level(level)
     replicates = bootstrap_replicates(frame_scores, frame_labels, frame_offsets, threshold=threshold,
                                       n_boot=n_boot, seed=seed)
-    return {name: _percentile_interval(values, level) for name, values in replicates.items()}
+    return {name: percentile_interval(values, level) for name, values in replicates.items()}
 
 
 def _frame_metric(metric: str) -> str:
@@ -207,5 +209,5 @@ def paired_bootstrap_difference(
         reps = bootstrap_replicates(s, labels, offsets, threshold=threshold, n_boot=n_boot, seed=seed)[name]
         values.append((point, reps))
     difference = values[0][1] - values[1][1]
-    low, high = _percentile_interval(difference, level)
+    low, high = percentile_interval(difference, level)
     return float(values[0][0] - values[1][0]), low, high
