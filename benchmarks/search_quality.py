@@ -12,7 +12,7 @@ quality* is its mean test AUC (and AP) over the grid seeds other than the search
 trainer's default rule picks on ``val_ref_loss``: the test set judges strategies, it never runs them.
 
 Each strategy is then replayed on the recorded curves of grid seed 0 through the sweep's real searcher
-(``search.searcher.make_searcher``: Optuna's TPE, random or grid sampler, the paper default first, no point twice)
+(``search.sweep.searcher.make_searcher``: Optuna's TPE, random or grid sampler, the paper default first, no point twice)
 and a real Ray Tune scheduler (the sweep's ``PersistentASHA``, ``AsyncHyperBandScheduler`` with several brackets,
 ``HyperBandScheduler``, ``MedianStoppingRule``, FIFO), driven without a Ray cluster by a small stand-in for Tune's
 controller: two trials at once, each epoch taking that point's recorded CPU time, each trial reporting the recorded
@@ -275,11 +275,11 @@ class ReplayController:
 
 def make_space(grid: dict[str, list[Any]], config: Path, sampler: str, trials: int, epochs: int, seed: int,
                work: Path) -> Any:
-    """The sweep's own :class:`search.space.SearchSpace` over the grid's values (``choice``, or ``grid`` leaves
+    """The sweep's own :class:`search.sweep.space.SearchSpace` over the grid's values (``choice``, or ``grid`` leaves
     for the grid sampler), loaded from a space file as ``search.run`` would."""
     import yaml
 
-    from search.space import load_space
+    from search.sweep.space import load_space
 
     leaf = "grid" if sampler == "grid" else "choice"
     text = {"base": str(config), "search": {"sampler": sampler, "num_samples": trials, "epochs": epochs,
@@ -291,10 +291,10 @@ def make_space(grid: dict[str, list[Any]], config: Path, sampler: str, trials: i
 
 
 def make_scheduler(kind: str, settings: dict[str, Any], max_t: int, work: Path, objective: str) -> Any:
-    """A real Ray Tune scheduler (the sweep's own :class:`search.scheduler.PersistentASHA` for ``asha``)."""
+    """A real Ray Tune scheduler (the sweep's own :class:`search.sweep.scheduler.PersistentASHA` for ``asha``)."""
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
-    from search.scheduler import PersistentASHA
+    from search.sweep.scheduler import PersistentASHA
 
     if kind == "fifo":
         return FIFOScheduler()
@@ -327,8 +327,8 @@ def replay(strategy: dict[str, Any], seed: int, recorded: dict[str, Any], config
     import numpy as np
     from ray.tune.schedulers import TrialScheduler
 
-    from search.searcher import make_searcher
-    from search.trainable import objective_key
+    from search.sweep.searcher import make_searcher
+    from search.sweep.trainable import objective_key
 
     epochs = recorded["epochs"]
     objective = objective_key("val_ref_loss")

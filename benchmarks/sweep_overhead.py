@@ -186,7 +186,7 @@ def run_sweep(space: Path, work: Path) -> dict[str, Any]:
     import ray.tune
 
     import search.run
-    import search.tracking
+    import search.sweep.tracking
     imports_s = time.perf_counter() - started
 
     probe = Probe()
@@ -197,9 +197,9 @@ def run_sweep(space: Path, work: Path) -> dict[str, Any]:
     probe.wrap(search.run, "_log_sweep_start", "mlflow (driver)")
     probe.wrap(ray.tune.Tuner, "fit", "tuner.fit")
     probe.wrap(search.run, "_finish", END_PHASE)
-    probe.watch_trials(search.tracking.TrialLogger)
+    probe.watch_trials(search.sweep.tracking.TrialLogger)
     for hook in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error"):
-        probe.wrap(search.tracking.TrialLogger, hook, "mlflow (driver)")
+        probe.wrap(search.sweep.tracking.TrialLogger, hook, "mlflow (driver)")
     storage = work / "ray_results"
     tracking_uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
     store_s = create_store(tracking_uri)
@@ -231,7 +231,7 @@ def create_store(tracking_uri: str) -> float:
     sweeps share ``./mlruns/mlflow.db``); returns the seconds it took."""
     from mlflow import MlflowClient
 
-    from search.tracking import prepare_store
+    from search.sweep.tracking import prepare_store
 
     started = time.perf_counter()
     prepare_store(tracking_uri)

@@ -72,7 +72,7 @@ def run_sweep(space: str | Path, *, resume: bool | str = False, **options: Any) 
     from search.cli import tune_errors
     from search.run import parse_args
     from search.run import run_sweep as run_command
-    from search.tracking import SweepExistsError
+    from search.sweep.tracking import SweepExistsError
 
     args = parse_args(command_line(space, resume=resume, **options))
     try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vad.cli_errors import EXIT_ERROR, add_debug_flag, error_line
 
 if TYPE_CHECKING:
-    from search.space import SearchSpace
+    from search.sweep.space import SearchSpace
 
 TRACKING_URI_HELP = "MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)"
 
@@ -57,10 +57,10 @@ def add_cluster_args(parser: argparse.ArgumentParser, unit: str) -> None:
 
 def tune_errors() -> tuple[type[Exception], ...]:
     """What refuses a run before or while Tune starts: printed as ``error: ...``, exit status 2."""
-    from search.resources import ResourceError
-    from search.space import SpaceError
-    from search.sweep import SweepStateError
-    from search.tuner import ClusterError, DataError
+    from search.sweep.record import SweepStateError
+    from search.sweep.resources import ResourceError
+    from search.sweep.space import SpaceError
+    from search.sweep.tuner import ClusterError, DataError
     from vad.config import ConfigError
 
     return SpaceError, ConfigError, SweepStateError, ResourceError, ClusterError, DataError
@@ -83,13 +83,13 @@ def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Nam
 def tune_session(space: SearchSpace, args: argparse.Namespace) -> Iterator[Any]:
     """Tune's defaults, the space's data prepared once (yielded), and Ray joined or started for the block (with
     ``--address`` and ``--log-to-driver``), shut down afterwards when this call started it. Without ``--verbose``
-    the libraries' narrating INFO lines are silenced (:func:`search.progress.quiet_libraries`)."""
-    from search.tuner import connect, prepare, set_tune_defaults
+    the libraries' narrating INFO lines are silenced (:func:`search.sweep.progress.quiet_libraries`)."""
+    from search.sweep.tuner import connect, prepare, set_tune_defaults
 
     verbose = bool(getattr(args, "verbose", False))
     set_tune_defaults()
     if not verbose:
-        from search.progress import quiet_libraries
+        from search.sweep.progress import quiet_libraries
 
         quiet_libraries()
     prepared = prepare(space)

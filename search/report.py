@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import optuna  # the library is imported once the arguments are parsed: --help answers at once
 
-    from search.report_build import write_report
-    from search.report_data import ReportError
+    from search.reporting.build import write_report
+    from search.reporting.data import ReportError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return run_command(write_report, args, (ReportError,))

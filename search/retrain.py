@@ -23,9 +23,9 @@ import yaml
 from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
 
 if TYPE_CHECKING:  # MLflow, Ray and torch are imported when a retrain runs, not for --help
-    from search.report_data import TrackedRun
-    from search.space import SearchSpace
-    from search.sweep import SweepPaths
+    from search.reporting.data import TrackedRun
+    from search.sweep.record import SweepPaths
+    from search.sweep.space import SearchSpace
 
 EXAMPLES = [
     "python -m search.retrain --sweep rtfm-ucf --seeds 5",
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from search.report_data import ReportError
+    from search.reporting.data import ReportError
 
     return run_command(retrain, args, (*tune_errors(), ReportError))
 
@@ -60,7 +60,7 @@ class SweepSource:
     """The sweep being retrained, as its MLflow parent run describes it."""
 
     def __init__(self, tracking_uri: str, name: str) -> None:
-        from search.report_data import ReportError, find_experiment, find_sweep_parent, open_client
+        from search.reporting.data import ReportError, find_experiment, find_sweep_parent, open_client
 
         self.tracking_uri, self.name = tracking_uri, name
         self.client = open_client(tracking_uri)
@@ -77,7 +77,7 @@ class SweepSource:
         with tempfile.TemporaryDirectory(prefix="wsvad-retrain-") as folder:
             local = self.parent.download(path, Path(folder))
             if local is None:
-                from search.report_data import ReportError
+                from search.reporting.data import ReportError
 
                 raise ReportError(f"sweep {self.name!r}: its parent run has no {path} artifact (a sweep writes it "
                                   f"when it ends; was it interrupted before any trial finished?)")
@@ -86,7 +86,7 @@ class SweepSource:
     def best_trial(self) -> TrackedRun | None:
         """The sweep trial whose configuration ``best_config.yaml`` holds: the confirmed winner's source trial
         when the sweep ran its confirmation, else the best trial."""
-        from search.report_data import find_trial
+        from search.reporting.data import find_trial
 
         trial_id = self.parent.tags.get("confirmed_trial_id") or self.parent.tags.get("best_trial_id")
         return find_trial(self.client, self.experiment.experiment_id, self.parent.run_id, trial_id)
@@ -98,10 +98,10 @@ class SweepSource:
 
 def retrain(args: argparse.Namespace) -> int:
     from search.cli import tune_session
-    from search.report_data import RETRAIN
-    from search.sweep import SweepPaths, SweepStateError, check_name
-    from search.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri
-    from search.tuner import TunerSpec, plan_trials, run_group
+    from search.reporting.data import RETRAIN
+    from search.sweep.record import SweepPaths, SweepStateError, check_name
+    from search.sweep.tracking import GROUP, SweepFacts, TrackingTarget, default_tracking_uri
+    from search.sweep.tuner import TunerSpec, plan_trials, run_group
 
     if args.seeds < 1:
         raise SweepStateError(f"--seeds must be at least 1, got {args.seeds}")
@@ -138,7 +138,7 @@ def retrain(args: argparse.Namespace) -> int:
 def write_retrain_space(source: SweepSource, paths: SweepPaths, args: argparse.Namespace) -> SearchSpace:
     """The retrain as a space file: the sweep's best config as the base (seed = the first seed), a grid over
     ``train.seed``, the sweep's metric, FIFO, the sweep's resources (or the command line's)."""
-    from search.space import load_space
+    from search.sweep.space import load_space
 
     best = yaml.safe_load(source.artifact_text("best_config.yaml"))
     sweep_space = yaml.safe_load(source.artifact_text("space/space.yaml")) or {}
@@ -183,10 +183,10 @@ def parent_was_diagnostic(source: SweepSource, search: dict) -> bool:
 def finish(source: SweepSource, name: str, paths: SweepPaths, finished_trials: int, seeds: int) -> int:
     """Mean +- std of the seeds under each protocol (printed, and logged on the parent run); 1 when a seed did
     not finish."""
-    from search.report_data import load_sweep
-    from search.report_figures import dataset_layout
-    from search.report_tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
-    from search.tracking import log_files
+    from search.reporting.data import load_sweep
+    from search.reporting.figures import dataset_layout
+    from search.reporting.tables import cheat_metric, markdown_table, protocol_labels, seed_picks, seed_row
+    from search.sweep.tracking import log_files
 
     sweep = load_sweep(source.client, source.name)
     runs = sweep.groups.get(name, [])

@@ -3,7 +3,7 @@
 The driver validates the space (before Ray starts), joins or starts Ray, checks the trial resources against the
 cluster, prepares the data once (feature cache, split, S3R dictionary: trials only open the cached files), opens
 the sweep's MLflow parent run, runs the Tuner (or restores it with ``--resume``), prints the results table,
-confirms the top configurations and the paper default with fresh seeds (:mod:`search.confirm`), and writes the
+confirms the top configurations and the paper default with fresh seeds (:mod:`search.sweep.confirm`), and writes the
 best config and the summary.
 """
 
@@ -22,9 +22,9 @@ import yaml
 from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
 
 if TYPE_CHECKING:  # Ray, MLflow, Optuna and torch are imported when a sweep runs, not for --help
-    from search.space import SearchSpace
-    from search.sweep import SweepPaths, SweepRecord
-    from search.tracking import TrackingTarget
+    from search.sweep.record import SweepPaths, SweepRecord
+    from search.sweep.space import SearchSpace
+    from search.sweep.tracking import TrackingTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from search.tracking import SweepExistsError
+    from search.sweep.tracking import SweepExistsError
 
     return run_command(run_sweep, args, (*tune_errors(), SweepExistsError))
 
@@ -77,9 +77,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     """The whole sweep; returns the exit status (0 done, 1 interrupted, 2 refused). The sweep's folders are left in
     ``args.sweep_paths`` (what :func:`search.api.run_sweep` reads its results from)."""
     from search.cli import tune_session
-    from search.space import load_space
-    from search.sweep import SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
-    from search.tracking import check_tracking, default_tracking_uri
+    from search.sweep.record import SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
+    from search.sweep.space import load_space
+    from search.sweep.tracking import check_tracking, default_tracking_uri
 
     space = load_space(args.space, diagnostic=args.diagnostic).with_settings(
         num_samples=args.num_samples, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
@@ -116,7 +116,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         record = SweepRecord(paths.name, str(space.path), space.digest, tracking_uri, now(), space.smoke,
                              num_samples=space.search.num_samples, optuna_storage=optuna_storage,
                              diagnostic=bool(args.diagnostic))
-    from search.confirm import recorded_settings
+    from search.sweep.confirm import recorded_settings
 
     try:
         record = recorded_settings(record, space, args.confirm_top, args.confirm_seeds, resume=resume)
@@ -141,8 +141,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_uri: str, resume: bool,
          prepared: Any, *, show_test: bool = False, verbose: bool = False, optuna_storage: str | None = None) -> int:
-    from search.tracking import SweepFacts, finish_parent, open_sweep
-    from search.tuner import TunerSpec, fit, make_tuner, optuna_storage_url, plan_trials, reconcile
+    from search.sweep.tracking import SweepFacts, finish_parent, open_sweep
+    from search.sweep.tuner import TunerSpec, fit, make_tuner, optuna_storage_url, plan_trials, reconcile
     from vad.builders import resolve_config
 
     if resume and record.gpus_per_trial is not None:  # the restored trials keep the resources they had
@@ -150,7 +150,7 @@ def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_ur
     space, plan = plan_trials(space)
     resolved = resolve_config(space.sweep_config(), prepared)
 
-    from search.sweep import SweepRecord, SweepStateError, clean_temporary
+    from search.sweep.record import SweepRecord, SweepStateError, clean_temporary
 
     _sigterm_as_ctrl_c()
     target = open_sweep(tracking_uri, paths.name, resume=resume)
@@ -181,13 +181,13 @@ def _run(space: SearchSpace, paths: SweepPaths, record: SweepRecord, tracking_ur
         raise
     finally:
         clean_temporary(paths.experiment_dir)
-    from search.tuner import stopped_by_full_disk
+    from search.sweep.tuner import stopped_by_full_disk
 
     if stopped_by_full_disk(paths, trials):  # a full disk interrupts the sweep; it does not fail its trials
         finish_parent(target, "KILLED")
         raise SweepStateError(f"No space left on device ({paths.experiment_dir}); the sweep stopped and is "
                               f"resumable: free some space, then run the same command with --resume")
-    from search.confirm import ConfirmStage
+    from search.sweep.confirm import ConfirmStage
 
     status = _finish(space, paths, target, trials, show_test=show_test,
                      stage=ConfirmStage(record, facts, plan, resume),
@@ -233,7 +233,7 @@ def disk_full(exc: BaseException) -> str | None:
 def _log_sweep_start(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, resolved: Any,
                      data: dict[str, Any]) -> None:
     """Parent run: provenance tags, the sweep settings as params, the space file and resolved base config."""
-    from search.tracking import describe_experiment, git_commit, log_parent
+    from search.sweep.tracking import describe_experiment, git_commit, log_parent
 
     base_file = paths.search_dir / "base_config.yaml"
     base_file.write_text(yaml.safe_dump(resolved.to_dict(), sort_keys=False))
@@ -273,17 +273,17 @@ def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, trial
             show_test: bool = False, stage: Any = None, study: tuple[str, str] | None = None) -> int:
     """Results table, the confirmation (``stage``), summary files, the parent run's end and the next steps (with
     ``study``: the Optuna ``(storage, study name)``); 1 when the sweep was interrupted."""
-    from search.summary import collect_rows, ranked, results_table, table_caption, write_summary
-    from search.tracking import NOTE_TAG, finish_parent
+    from search.sweep.summary import collect_rows, ranked, results_table, table_caption, write_summary
+    from search.sweep.tracking import NOTE_TAG, finish_parent
 
     rows = collect_rows(trials, space, paths.experiment_dir)
     interrupted = any(row.outcome.status == "interrupted" for row in rows) or len(rows) < space.trials_to_run
-    print(f"\nSweep {paths.name}: top trials, {table_caption(space, show_test=show_test)}\n")
+    print(f"Sweep {paths.name}: top trials, {table_caption(space, show_test=show_test)}")
     print(results_table(rows, space, show_test=show_test))
     files = write_summary(paths.search_dir, rows, space, paths.name, show_test=show_test)
     confirmation = None
     if stage is not None and not interrupted and rows:
-        from search.confirm import confirm_stage  # stage: a search.confirm.ConfirmStage
+        from search.sweep.confirm import confirm_stage  # stage: a search.sweep.confirm.ConfirmStage
 
         confirmation = confirm_stage(stage, space, paths, target, rows)
         interrupted = confirmation is not None and confirmation.interrupted
@@ -300,10 +300,7 @@ def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, trial
         metrics.update(confirmation.metrics or {})
     finish_parent(target, "KILLED" if interrupted else "FINISHED", tags=tags, metrics=metrics,
                   files=list(files.values()))
-    if "best_config.yaml" in files:
-        print(f"\nBest config: {files['best_config.yaml']}\n  python -m vad.train --config "
-              f"{files['best_config.yaml']}")
-    print(next_steps(space, paths, target, study))
+    print(next_steps(space, paths, target, study, files.get("best_config.yaml")))
     failed = [row for row in rows if row.outcome.status in ("failed", "diverged")]
     if space.smoke and (failed or not rows or interrupted):
         print(f"error: smoke test of {space.path} failed: "
@@ -317,10 +314,11 @@ def _finish(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, trial
     return 0
 
 
-def next_steps(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, study: tuple[str, str] | None) -> str:
+def next_steps(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, study: tuple[str, str] | None,
+               best_config: Path | None = None) -> str:
     """The end of the console output: where the runs and the study are, and the commands that come next."""
-    from search.tracking import default_tracking_uri, ui_command, ui_url
-    from search.trainable import objective_key
+    from search.sweep.tracking import default_tracking_uri, ui_command, ui_url
+    from search.sweep.trainable import objective_key
 
     default_storage = (Path.cwd() / "ray_results").resolve()
     storage = "" if paths.storage == default_storage else f" --storage {paths.storage}"
@@ -330,8 +328,10 @@ def next_steps(space: SearchSpace, paths: SweepPaths, target: TrackingTarget, st
              f"  {ui_command(target.tracking_uri)}", f"  then open {url}"]
     if study is not None:
         lines.append(f"Optuna: study {study[1]!r} in {hide_password(study[0])}")
-    lines += ["Next steps:",
-              f"  python -m search.retrain --sweep {paths.name} --seeds 5{uri}{storage}",
+    lines += ["Next steps:"]
+    if best_config is not None:
+        lines.append(f"  python -m vad.train --config {best_config}   # the best config")
+    lines += [f"  python -m search.retrain --sweep {paths.name} --seeds 5{uri}{storage}",
               f"  python -m search.report --sweep {paths.name} --out reports/{paths.name}{uri}"]
     return "\n".join(lines)
 

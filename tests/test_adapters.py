@@ -1,5 +1,6 @@
 """The third-party internals the sweep machinery relies on (search/adapters/) still exist on the installed versions;
-their use stays inside the adapters; MLflow is written by search/tracking.py and read by search/report_data.py only;
+their use stays inside the adapters; MLflow is written by search/sweep/tracking.py and read by
+search/reporting/data.py only;
 every dependency is bounded below its next major version and the installed versions satisfy the bounds."""
 
 import re
@@ -15,15 +16,15 @@ from ray.tune.search.optuna import OptunaSearch
 from search.adapters import AdapterError, require
 from search.adapters import optuna as ot_adapter
 from search.adapters import tune as tune_adapter
-from search.scheduler import PersistentASHA
-from search.searcher import BaselineFirstGridSampler, DistinctPointSearch
+from search.sweep.scheduler import PersistentASHA
+from search.sweep.searcher import BaselineFirstGridSampler, DistinctPointSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ROOT / "search"
 INTERNALS = ("_ot_study", "_ot_trials", "_space", "_all_grids", "_param_names", "_brackets", "_rungs", "_trial_info",
              "_num_stopped", "_time_attr", "_max_t")
 """Private attributes of Tune and Optuna classes the adapters use."""
-MLFLOW_WRITER, MLFLOW_READER = "tracking.py", "report_data.py"
+MLFLOW_WRITER, MLFLOW_READER = "sweep/tracking.py", "reporting/data.py"
 
 
 # ------------------------------------------------------------------------------------------- the installed versions
@@ -148,11 +149,11 @@ def test_private_internals_are_used_only_in_the_adapters():
 def test_mlflow_is_written_by_tracking_and_read_by_report_data_only():
     pattern = re.compile(r"^\s*(import mlflow|from mlflow\b)|MlflowClient\(")
     offenders = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in _search_sources()
-                 if path.name not in (MLFLOW_WRITER, MLFLOW_READER)
+                 if path.relative_to(SEARCH).as_posix() not in (MLFLOW_WRITER, MLFLOW_READER)
                  for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
-    assert not offenders, ("MLflow writes go through search/tracking.py, reads through search/report_data.py:\n"
+    assert not offenders, (f"MLflow writes go through search/{MLFLOW_WRITER}, reads through search/{MLFLOW_READER}:\n"
                            + "\n".join(offenders))
-    reader = next(path for path in _search_sources() if path.name == MLFLOW_READER).read_text()
+    reader = (SEARCH / MLFLOW_READER).read_text()
     writes = re.findall(r"\.(log_\w+|set_tag|set_terminated|create_run|create_experiment|update_run|delete_run)\(",
                         reader)
     assert not writes, f"search/{MLFLOW_READER} writes to MLflow: {writes}"

@@ -91,7 +91,7 @@ def test_malformed_yaml_names_the_file_the_line_and_what_it_is(tmp_path: Path) -
         TrainConfig.from_yaml(bad)
     with pytest.raises(DatasetConfigError, match=r"bad\.yaml: malformed YAML in the dataset file, line \d+"):
         DatasetConfig.from_yaml(bad)
-    from search.space import SpaceError, load_space
+    from search.sweep.space import SpaceError, load_space
 
     with pytest.raises(SpaceError, match=r"bad\.yaml: malformed YAML in the space file, line \d+"):
         load_space(bad)

@@ -18,7 +18,7 @@ import torch
 import yaml
 from test_data_dataset import write_dataset
 
-from search.space import SpaceError, load_space
+from search.sweep.space import SpaceError, load_space
 from vad.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from vad.cli_errors import error_line, run_main
 from vad.coerce import ConfigError, Limit, limits_of

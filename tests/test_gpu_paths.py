@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from search.resources import NodeResources, plan_resources
-from search.space import load_space
+from search.sweep.resources import NodeResources, plan_resources
+from search.sweep.space import load_space
 from vad.config import ConfigError, TrainConfig
 from vad.training import train
 

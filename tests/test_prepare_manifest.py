@@ -19,8 +19,8 @@ import yaml
 import vad.data.dataset
 import vad.models.registry
 import vad.prepare
-from search.space import load_space
-from search.trainable import TrialSetup, run_trial
+from search.sweep.space import load_space
+from search.sweep.trainable import TrialSetup, run_trial
 from vad.builders import build_model, resolve_config
 from vad.config import TrainConfig
 from vad.prepare import open_prepared, prepare_data
@@ -194,7 +194,7 @@ def test_a_trial_opens_the_sweeps_preparation_and_reads_no_feature_file(tmp_path
         report=lambda metrics, checkpoint=None: reports.append(metrics),
         Checkpoint=SimpleNamespace(from_directory=lambda folder: folder),
     )
-    monkeypatch.setattr("search.trainable.tune", fake_tune)
+    monkeypatch.setattr("search.sweep.trainable.tune", fake_tune)
     forbid_dataset_reads(monkeypatch)
     with opened_files() as opened:
         run_trial({"optim.weight_decay": 1e-3}, TrialSetup(space, str(tmp_path / "experiment")))

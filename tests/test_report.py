@@ -14,14 +14,13 @@ from mlflow.entities import Metric
 from mlflow.entities import Param as Param_
 from PIL import Image
 
-from search.naming import run_name
 from search.report import main
-from search.report_build import sweep_report
-from search.report_data import ReportError, TrackedRun, load_sweep
-from search.report_figures import frame_scores, load_truth
-from search.report_intervals import Bootstrap, null_gap, percentile_interval, seed_mean_interval
-from search.report_study import build_study, real_trials, searched_params
-from search.report_tables import (
+from search.reporting.build import sweep_report
+from search.reporting.data import ReportError, TrackedRun, load_sweep
+from search.reporting.figures import frame_scores, load_truth
+from search.reporting.intervals import Bootstrap, null_gap, percentile_interval, seed_mean_interval
+from search.reporting.study import build_study, real_trials, searched_params
+from search.reporting.tables import (
     cell,
     gap_latex,
     gap_markdown,
@@ -37,8 +36,9 @@ from search.report_tables import (
     single_row,
     sweep_picks,
 )
-from search.space import Param
-from search.tracking import as_text
+from search.sweep.naming import run_name
+from search.sweep.space import Param
+from search.sweep.tracking import as_text
 from vad import scoring
 from vad.data import load_dataset, load_test_features
 from vad.metrics.frame import frame_metrics
@@ -330,7 +330,7 @@ def test_report_command_writes_tables_figures_and_logs_them(store, tmp_path, cap
 
 
 def test_learning_curves_show_the_top_trials_and_the_paper_defaults(store, tmp_path, monkeypatch):
-    import search.report_figures as figures
+    import search.reporting.figures as figures
 
     drawn = []
 
@@ -621,7 +621,7 @@ def test_bootstrap_replicates_are_cached_per_run_on_disk(scored_store, tmp_path,
     def fail(*args, **kwargs):
         raise AssertionError("recomputed although cached")
 
-    monkeypatch.setattr("search.report_intervals.bootstrap_replicates", fail)
+    monkeypatch.setattr("search.reporting.intervals.bootstrap_replicates", fail)
     again = Bootstrap(truth, tmp_path / "b", n_boot=50, seed=1, cache_dir=tmp_path / "cache").replicates(run)
     assert set(again) == set(first) and all(np.array_equal(again[k], first[k], equal_nan=True) for k in first)
     with pytest.raises(AssertionError, match="recomputed"):  # another seed is another key
@@ -629,7 +629,7 @@ def test_bootstrap_replicates_are_cached_per_run_on_disk(scored_store, tmp_path,
 
 
 def test_a_run_without_val_ref_loss_is_ranked_on_its_equal_val_loss():
-    # search.tracking logs val_ref_loss only where it differs from val_loss (the run's loss is the reference)
+    # search.sweep.tracking logs val_ref_loss only where it differs from val_loss (the run's loss is the reference)
     plain = _run()
     assert plain.history("val_ref_loss") == {1: 1.0, 2: 0.5}
     searched = _run(metrics={"selected_auc": 0.8, "val_ref_loss": 0.7}, histories={"val_ref_loss": {1: 0.9, 2: 0.7}})
@@ -638,8 +638,8 @@ def test_a_run_without_val_ref_loss_is_ranked_on_its_equal_val_loss():
 
 
 def test_the_epoch_budget_and_the_full_budget_caveat():
-    from search.report_figures import epoch_budget
-    from search.report_study import FEW_FULL, full_budget_caveat
+    from search.reporting.figures import epoch_budget
+    from search.reporting.study import FEW_FULL, full_budget_caveat
 
     full = [_run(params={"train.epochs": "2"}) for _ in range(FEW_FULL)]
     cut = [_run(params={"train.epochs": "2"}, tags={"stopped_by": "asha"}) for _ in range(3)]

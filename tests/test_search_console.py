@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from search.cli import description
-from search.progress import SweepProgress
 from search.run import hide_password
-from search.tracking import PER_CLASS, logged_metrics, source_command, ui_url
+from search.sweep.progress import SweepProgress
+from search.sweep.tracking import PER_CLASS, logged_metrics, source_command, ui_url
 from tests.sweep_helpers import REPO, base_config, sweep_runs, write_space
 
 PLAIN = {"optim.scheduler": "none", "train.selection_rule": "min", "train.reference_loss": None}
@@ -32,7 +32,7 @@ def test_progress_counts_trials_and_names_the_best_so_far():
     trials = [trial(1, "TERMINATED", 0.9, 8), trial(2, "RUNNING", 0.5, 3), trial(3, "RUNNING"), trial(4, "PENDING")]
     assert progress.counts(trials) == (1, 2)
     assert progress.best(trials) == (0.5, 2)
-    assert progress.postfix(trials) == "2 running, best best_val_loss 0.5 (t002)"
+    assert progress.postfix(trials) == "2 running, best val_loss 0.5 (t002)"
     assert SweepProgress(4, "best_val_loss", "max", 8).best(trials) == (0.9, 1)
 
     progress.on_trial_complete(0, trials, trials[0])
@@ -43,8 +43,8 @@ def test_progress_counts_trials_and_names_the_best_so_far():
     progress.on_trial_error(0, [trials[0], stopped, failed], failed)
     progress.on_experiment_end([trials[0], stopped, failed])
     text = out.getvalue()
-    assert text.count("t001 finished: best_val_loss 0.9") == 1
-    assert "t002 stopped early at epoch 3/8: best_val_loss 0.5" in text
+    assert text.count("t001 finished: val_loss 0.9") == 1
+    assert "t002 stopped early at epoch 3/8: val_loss 0.5" in text
     assert "t003 FAILED" in text
     assert "3/4" in text
 
@@ -116,7 +116,7 @@ def test_a_sweeps_console_mlflow_runs_and_optuna_study(tmp_path):
     output = (done.stdout + done.stderr).decode()  # bytes: text mode would turn tqdm's \r into \n
     assert done.returncode == 0, output[-3000:]
     assert output.count("\n") < 40, output  # lines as a terminal shows them (tqdm redraws with \r)
-    assert "trials: 4/4" in output and " running, best best_val_" in output
+    assert "trials: 4/4" in output and " running, best val_" in output
     assert "workflowType=machine_learning" in output and "search.retrain --sweep C" in output
     assert "search.report --sweep C" in output
     assert "== Status ==" not in output and "Result logdir" not in output
@@ -143,7 +143,7 @@ def test_a_sweeps_console_mlflow_runs_and_optuna_study(tmp_path):
 def test_notices_a_user_cannot_act_on_are_dropped_and_warnings_stay(caplog):
     import logging
 
-    from search.progress import quiet_libraries
+    from search.sweep.progress import quiet_libraries
 
     quiet_libraries()
     quiet_libraries()  # idempotent: one filter per logger

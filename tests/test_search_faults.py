@@ -20,9 +20,9 @@ import pytest
 from mlflow import MlflowClient
 from sweep_helpers import REPO, base_config, sweep_runs, write_space
 
-from search import lock as sweep_lock
 from search.run import _sigterm_as_ctrl_c, disk_full
-from search.sweep import (
+from search.sweep import lock as sweep_lock
+from search.sweep.record import (
     SweepPaths,
     SweepRecord,
     SweepStateError,
@@ -32,10 +32,10 @@ from search.sweep import (
     resumed_sweep,
     save_record,
 )
-from search.tracking import SweepExistsError, check_tracking, open_sweep
-from search.tuner import refuse_restart, stopped_by_full_disk
+from search.sweep.tracking import SweepExistsError, check_tracking, open_sweep
+from search.sweep.tuner import refuse_restart, stopped_by_full_disk
 
-HOLD = ("import sys, time; from pathlib import Path; from search.lock import acquire; "
+HOLD = ("import sys, time; from pathlib import Path; from search.sweep.lock import acquire; "
         "acquire(Path(sys.argv[1]), 'S'); print('held', flush=True); time.sleep(60)")
 
 
@@ -88,7 +88,7 @@ def test_a_held_lock_refuses_a_second_driver_naming_the_holder_and_a_dead_one_is
 
 
 def test_a_name_in_use_is_refused_before_anything_runs(tmp_path, space):
-    from search.space import load_space
+    from search.sweep.space import load_space
 
     loaded = load_space(space)
     paths = new_sweep(loaded, tmp_path / "store", "S")  # created and locked by this process
@@ -123,7 +123,7 @@ def test_two_drivers_on_one_tracking_store_are_refused_cleanly(tmp_path, monkeyp
     with pytest.raises(SweepExistsError, match="another driver"):  # not a raw "UNIQUE constraint failed"
         open_sweep(uri, "dup", resume=False)
     monkeypatch.setattr(MlflowClient, "get_experiment_by_name", real)
-    monkeypatch.setattr("search.tracking.find_parent_run", lambda client, experiment_id: None)
+    monkeypatch.setattr("search.sweep.tracking.find_parent_run", lambda client, experiment_id: None)
     with pytest.raises(SweepExistsError, match="another driver"):  # both looked before either created a parent
         open_sweep(uri, "dup", resume=False)
     client = MlflowClient(tracking_uri=uri)
@@ -526,7 +526,7 @@ def test_a_sweep_whose_storage_fills_up_stops_and_resumes_once_space_is_freed(tm
 
 
 def test_a_token_file_others_can_read_is_warned_about(tmp_path, capsys):
-    from search.tuner import warn_token_mode
+    from search.sweep.tuner import warn_token_mode
 
     token = tmp_path / "auth_token"
     token.write_text("secret")
@@ -540,7 +540,7 @@ def test_a_token_file_others_can_read_is_warned_about(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_local_ray_started_for_a_sweep_listens_on_loopback_only():
-    script = ("import ray; from search.tuner import connect; connect(None, False, quiet=True); "
+    script = ("import ray; from search.sweep.tuner import connect; connect(None, False, quiet=True); "
               "print(ray.get_runtime_context().gcs_address); ray.shutdown()")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env(), capture_output=True, text=True,
                             timeout=120, start_new_session=True)
@@ -549,7 +549,7 @@ def test_a_local_ray_started_for_a_sweep_listens_on_loopback_only():
 
 
 def test_resume_checks_owner_lock_and_records_before_anything_runs(tmp_path, space):
-    from search.space import load_space
+    from search.sweep.space import load_space
 
     loaded = load_space(space)
     paths = SweepPaths(tmp_path / "store", "R")

@@ -11,17 +11,17 @@ import yaml
 from ray.tune.search import Searcher
 
 from search.adapters import optuna as ot_adapter
-from search.naming import run_name, short_value
-from search.outcome import TrialOutcome, trial_outcome
-from search.resources import NodeResources, ResourceError, plan_resources
 from search.run import main
-from search.scheduler import PersistentASHA
-from search.searcher import make_searcher
-from search.space import Resources, load_space
-from search.summary import TrialRow, best_config, ranked, results_table, table_caption, write_summary
-from search.sweep import SweepStateError, new_sweep, resumed_sweep
-from search.tracking import SweepExistsError, engine_metrics, open_sweep
-from search.trainable import selected_value
+from search.sweep.naming import run_name, short_value
+from search.sweep.outcome import TrialOutcome, trial_outcome
+from search.sweep.record import SweepStateError, new_sweep, resumed_sweep
+from search.sweep.resources import NodeResources, ResourceError, plan_resources
+from search.sweep.scheduler import PersistentASHA
+from search.sweep.searcher import make_searcher
+from search.sweep.space import Resources, load_space
+from search.sweep.summary import TrialRow, best_config, ranked, results_table, table_caption, write_summary
+from search.sweep.tracking import SweepExistsError, engine_metrics, open_sweep
+from search.sweep.trainable import selected_value
 from vad.config import TrainConfig
 
 BASE = {

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
 from sweep_helpers import REPO, base_config, sweep_runs, write_space
 
-from search.confirm import PLAN_FILE
+from search.sweep.confirm import PLAN_FILE
 
 pytestmark = pytest.mark.slow
 BASE = base_config(steps_per_epoch=20)

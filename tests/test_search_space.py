@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.space import SearchSpace, SpaceError, load_space
+from search.sweep.space import SearchSpace, SpaceError, load_space
 from vad.config import TrainSection
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from ray.tune import ExperimentAnalysis
 from sweep_helpers import REPO, base_config, sweep_runs, write_space
 
 from search.run import main
-from search.space import load_space
+from search.sweep.space import load_space
 
 pytestmark = pytest.mark.slow
 BASE = base_config(seed=0)

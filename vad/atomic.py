@@ -39,7 +39,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         if str(path) in str(exc):
             raise
-        raise OSError(exc.errno, f"{exc.strerror or exc} ({path})", str(path)) from exc
+        raise OSError(exc.errno, f"{exc.strerror or exc} ({path})") from exc
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -40,8 +41,9 @@ def error_line(exc: BaseException, *, refusal: bool = False) -> str:
     """The text after ``error:`` for ``exc``: what failed, where, and what to do, on one line. ``refusal``: ``exc``
     is one of the command's own refusals (its message is the sentence), whatever its type."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"No space left on device{where}; free some space and run the command again"
+        named = re.search(r"No space left on device \(([^)]+)\)", str(exc))  # vad.atomic names the path in the text
+        where = exc.filename or (named.group(1) if named else None)
+        return f"No space left on device{f' ({where})' if where else ''}; free some space and run the command again"
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"file not found: {exc.filename}; check the path"
     if isinstance(exc, PermissionError) and exc.filename:

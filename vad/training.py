@@ -1,7 +1,7 @@
 """Training, the library: ``train(config, report)`` (the command line is :mod:`vad.train`).
 
 The loop reads top to bottom: data, model, loss, optimizer; then per epoch train, validate, maybe test,
-select, checkpoint, report. The same function runs under Ray Tune (``search.trainable`` passes ``report``).
+select, checkpoint, report. The same function runs under Ray Tune (``search.sweep.trainable`` passes ``report``).
 """
 
 from __future__ import annotations

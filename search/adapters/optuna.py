@@ -1,7 +1,7 @@
 """Optuna internals, and Ray Tune's ``OptunaSearch`` internals around its study, in one place.
 
-:class:`search.searcher.BaselineFirstGridSampler` reorders ``GridSampler``'s shuffled grid so trial 0 is the
-paper defaults; :class:`search.searcher.DistinctPointSearch` reads the Optuna trial behind a Tune trial id, tells
+:class:`search.sweep.searcher.BaselineFirstGridSampler` reorders ``GridSampler``'s shuffled grid so trial 0 is the
+paper defaults; :class:`search.sweep.searcher.DistinctPointSearch` reads the Optuna trial behind a Tune trial id, tells
 duplicates back to the study and draws unseen points from the searcher's space. Neither library exposes these.
 """
 

@@ -1,7 +1,7 @@
 """Ray internals, in one place: the rung history and trial bookkeeping of Tune's ``AsyncHyperBandScheduler``, and
 the switch that makes a local Ray listen on 127.0.0.1 only (:func:`loopback_only`).
 
-:class:`search.scheduler.PersistentASHA` saves and restores ASHA's rungs (Tune pickles the scheduler only when a
+:class:`search.sweep.scheduler.PersistentASHA` saves and restores ASHA's rungs (Tune pickles the scheduler only when a
 sweep starts) and needs the scheduler's own settings and trial table; Tune has no public accessor for any of them.
 """
 

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.naming import trial_number
-from search.resources import ResourcePlan, cluster_nodes, plan_resources
-from search.space import SearchSpace
-from search.sweep import SweepPaths
-from search.tracking import SweepFacts, TrackingTarget, TrialLogger
-from search.trainable import TrialSetup, run_trial, trial_dirname
+from search.sweep.naming import trial_number
+from search.sweep.record import SweepPaths
+from search.sweep.resources import ResourcePlan, cluster_nodes, plan_resources
+from search.sweep.space import SearchSpace
+from search.sweep.tracking import SweepFacts, TrackingTarget, TrialLogger
+from search.sweep.trainable import TrialSetup, run_trial, trial_dirname
 
 TUNE_DEFAULTS = {
     "TUNE_GLOBAL_CHECKPOINT_S": "20",  # experiment snapshots every 20 s: cheap, and a resume replays little
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
-    # Tune's own per-trial loggers: only the JSON one is kept (passed explicitly: search.tracking reads its
+    # Tune's own per-trial loggers: only the JSON one is kept (passed explicitly: search.sweep.tracking reads its
     # result.json to backfill MLflow after a crash); the CSV and TensorBoard copies of every result cost the
     # driver CPU that the trials need, and MLflow already holds every epoch.
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
@@ -81,7 +81,8 @@ def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) ->
                 "; a cluster started with token authentication (Ray's default when ~/.ray/auth_token exists) "
                 "needs RAY_AUTH_MODE=token in the driver's environment")
         raise ClusterError(f"--address {address}: {exc}{hint}") from None
-    warn_token_mode()
+    if address:  # a local Ray listens on 127.0.0.1 only; a cluster's token is what guards it
+        warn_token_mode()
     return True
 
 
@@ -134,20 +135,20 @@ class TunerSpec:
     plan: ResourcePlan
     points: tuple[dict[str, Any], ...] | None = None
     verbose: bool = False
-    """Ray's status table (``--verbose``) instead of the toolkit's progress bar (:mod:`search.progress`)."""
+    """Ray's status table (``--verbose``) instead of the toolkit's progress bar (:mod:`search.sweep.progress`)."""
     optuna_storage: str | None = None
     """Where Optuna keeps the study (a URL); ``None``: :func:`optuna_storage_url`'s SQLite file in the sweep folder."""
 
 
 def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
-    """A ``Tuner`` over :func:`search.trainable.run_trial`: Optuna proposes (the baseline first), ASHA or FIFO
-    schedules, the :class:`search.tracking.TrialLogger` mirrors every trial into MLflow; ``resume`` restores the
+    """A ``Tuner`` over :func:`search.sweep.trainable.run_trial`: Optuna proposes (the baseline first), ASHA or FIFO
+    schedules, the :class:`search.sweep.tracking.TrialLogger` mirrors every trial into MLflow; ``resume`` restores the
     experiment in ``spec.paths`` instead (unfinished trials continue, errored ones stay failed)."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from search.scheduler import PersistentASHA
-    from search.searcher import make_searcher
+    from search.sweep.scheduler import PersistentASHA
+    from search.sweep.searcher import make_searcher
 
     space, paths, plan = spec.space, spec.paths, spec.plan
     setup = TrialSetup(space, str(paths.experiment_dir))
@@ -173,7 +174,7 @@ def make_tuner(spec: TunerSpec, *, resume: bool) -> Any:
                                    mode=space.search.mode, max_t=space.search.epochs,
                                    grace_period=space.scheduler.grace_period,
                                    reduction_factor=space.scheduler.reduction_factor)
-    from search.progress import SweepProgress
+    from search.sweep.progress import SweepProgress
 
     shown: list[Any] = [] if spec.verbose else [SweepProgress(
         num_samples if spec.points is not None else space.trials_to_run, setup.objective, space.search.mode,
@@ -203,7 +204,7 @@ DISK_FULL = ("No space left on device", "unexpected pos")
 def stopped_by_full_disk(paths: SweepPaths, trials: list | None = None) -> bool:
     """Whether a trial of the experiment (or of ``trials``) errored because the disk was full: a resume then
     continues the errored trials from their checkpoints (a full disk is an interruption, not a trial's failure)."""
-    from search.outcome import error_text
+    from search.sweep.outcome import error_text
 
     for trial in trials or []:
         if trial.status == "ERROR" and any(marker in error_text(trial) for marker in DISK_FULL):
@@ -228,7 +229,7 @@ class _RefuseRestart(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Failed to restore the run state"):
-            from search.sweep import SweepStateError
+            from search.sweep.record import SweepStateError
 
             cause = record.exc_info[1] if record.exc_info else None
             raise SweepStateError(f"sweep {self.paths.name!r}: Tune could not restore its experiment state in "

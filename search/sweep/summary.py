@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from search.naming import short_value, trial_number
-from search.outcome import TrialOutcome, error_text, trial_outcome
-from search.space import SearchSpace
-from search.trainable import objective_key, run_dir
+from search.sweep.naming import short_value, trial_number
+from search.sweep.outcome import TrialOutcome, error_text, trial_outcome
+from search.sweep.space import SearchSpace
+from search.sweep.trainable import objective_key, run_dir
 from vad.metrics.catalogue import CATALOGUE, frame_metric_names
 from vad.prepare import SYNTHETIC_PREFIX, resolve_dataset
 

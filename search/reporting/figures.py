@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.report_data import TrackedRun
+from search.reporting.data import TrackedRun
 from vad.data import DatasetConfig, FeatureDataset, GroundTruth, load_dataset, load_ground_truth, load_test_features
 from vad.metrics import expand_to_frames
 from vad.plots import Curves, plot_learning_curves, plot_roc_pr, plot_scores

@@ -26,10 +26,10 @@ from typing import Any
 
 import optuna
 
-from search.report_data import TrackedSweep
-from search.searcher import distribution
-from search.space import KINDS, Param
-from search.tracking import as_text
+from search.reporting.data import TrackedSweep
+from search.sweep.searcher import distribution
+from search.sweep.space import KINDS, Param
+from search.sweep.tracking import as_text
 from vad.plots import save_figure
 
 SPACE_PREFIX = "space."

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search.report_data import TrackedRun
-from search.report_figures import SCORES_ARTIFACT, TestTruth, frame_scores, run_scores, threshold_of
+from search.reporting.data import TrackedRun
+from search.reporting.figures import SCORES_ARTIFACT, TestTruth, frame_scores, run_scores, threshold_of
 from vad.atomic import atomic_write_bytes
 from vad.metrics.intervals import bootstrap_replicates
 from vad.metrics.intervals import percentile_interval as metric_interval

@@ -2,7 +2,7 @@
 ranking value) and the paper default are each retrained with N fresh seeds.
 
 The seeds run as a second Tune experiment, ``<storage>/<sweep>/confirm/``, through the sweep's trainable and
-resource packing (:func:`search.tuner.run_group`: a fixed list of points, FIFO), logged as child runs of the
+resource packing (:func:`search.sweep.tuner.run_group`: a fixed list of points, FIFO), logged as child runs of the
 sweep's parent run tagged ``group=confirm``, ``confirm_rank`` (the configuration's rank in the search),
 ``confirm_of`` (its source trial) and ``seed``. The plan (configurations and seeds) is saved in
 ``search/confirm_plan.json`` before any seed starts, so ``--resume`` continues the same plan and reruns no finished
@@ -24,13 +24,13 @@ from typing import Any
 
 import yaml
 
-from search.naming import short_value
-from search.resources import ResourcePlan
-from search.space import ConfirmSettings, Param, SearchSpace, SpaceError
-from search.summary import TrialRow, best_config, collect_rows, ranked
-from search.sweep import SweepPaths, SweepRecord, SweepStateError, save_record
-from search.tracking import GROUP, SweepFacts, TrackingTarget, finish_parent, point_key
-from search.tuner import TunerSpec, run_group
+from search.sweep.naming import short_value
+from search.sweep.record import SweepPaths, SweepRecord, SweepStateError, save_record
+from search.sweep.resources import ResourcePlan
+from search.sweep.space import ConfirmSettings, Param, SearchSpace, SpaceError
+from search.sweep.summary import TrialRow, best_config, collect_rows, ranked
+from search.sweep.tracking import GROUP, SweepFacts, TrackingTarget, finish_parent, point_key
+from search.sweep.tuner import TunerSpec, run_group
 from vad.atomic import atomic_write_json, atomic_write_text
 
 CONFIRM = "confirm"
@@ -337,7 +337,7 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _append_to_summary(folder: Path, text: str, data: dict[str, Any]) -> None:
-    """The confirmation section in the sweep's ``summary.md`` and ``summary.json`` (written by search.summary)."""
+    """The confirmation section in the sweep's ``summary.md`` and ``summary.json`` (written by search.sweep.summary)."""
     summary_md, summary_json = folder / "summary.md", folder / "summary.json"
     if summary_md.is_file():
         atomic_write_text(summary_md, summary_md.read_text().rstrip("\n") + "\n\n" + text)
@@ -375,7 +375,7 @@ def run_confirmation(space: SearchSpace, paths: SweepPaths, target: TrackingTarg
     cspace = confirm_space(space, plan)
     cfacts = replace(facts, experiment_dir=str(cpaths.experiment_dir), space=cspace, child_tags={GROUP: CONFIRM},
                      run_label=CONFIRM, point_tags={point_key(c.params): c.tags() for c in plan.candidates})
-    print(f"\nConfirmation: {len(plan.candidates)} configuration(s) ({', '.join(c.label for c in plan.candidates)}) "
+    print(f"Confirmation: {len(plan.candidates)} configuration(s) ({', '.join(c.label for c in plan.candidates)}) "
           f"x seeds {', '.join(map(str, plan.seeds))}: {len(plan.candidates) * len(plan.seeds)} trial(s)",
           flush=True)
     trials = run_group(TunerSpec(cspace, cpaths, cfacts, resources, tuple(plan.points(cspace))), target,
@@ -384,9 +384,26 @@ def run_confirmation(space: SearchSpace, paths: SweepPaths, target: TrackingTarg
     if any(row.outcome.status == "interrupted" for row in confirm_rows) or len(confirm_rows) < len(plan.points(
             cspace)):
         return ConfirmOutcome(True)
-    outcome = report(paths.search_dir, space, paths.name, plan, gather(plan, confirm_rows), rows)
-    print("\n" + (paths.search_dir / "confirm.md").read_text())
+    results = gather(plan, confirm_rows)
+    outcome = report(paths.search_dir, space, paths.name, plan, results, rows)
+    print(console_summary(space, results), flush=True)
     return outcome
+
+
+def console_summary(space: SearchSpace, results: list[Confirmed]) -> str:
+    """A few lines for the console (the full table is ``confirm.md``): each configuration's mean ± std and 95%
+    interval over the seeds, the winner, and the verdict against the paper default."""
+    metric, mode = space.search.metric, space.search.mode
+    lines = []
+    for result in results:
+        mean, std, low, high = result.summary()
+        lines.append(f"  {result.candidate.label}: {metric} {_number(mean)} ± {_number(std)} "
+                     f"[{_number(low)}, {_number(high)}]")
+    winner = pick_winner(results, mode)
+    default = next((r for r in results if r.candidate.default), None)
+    if winner is not None:
+        lines.append(f"Confirmed winner: {winner.candidate.label}. {verdict(winner, default, metric, mode).text}")
+    return "\n".join(lines)
 
 
 def recorded_settings(record: SweepRecord, space: SearchSpace, top: int | None, seeds: int | None, *,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from search.report_data import (
+from search.reporting.data import (
     TEST_SELECTED,
     TrackedRun,
     TrackedSweep,
@@ -24,7 +24,7 @@ from search.report_data import (
     open_client,
     uses_test_data,
 )
-from search.report_figures import (
+from search.reporting.figures import (
     CURVES_TOP,
     SCORES_ARTIFACT,
     TestTruth,
@@ -35,9 +35,9 @@ from search.report_figures import (
     roc_pr_figure,
     scores_figure,
 )
-from search.report_intervals import Bootstrap, null_gap
-from search.report_study import build_study, full_budget_caveat, write_study_plots
-from search.report_tables import (
+from search.reporting.intervals import Bootstrap, null_gap
+from search.reporting.study import build_study, full_budget_caveat, write_study_plots
+from search.reporting.tables import (
     GAP_COLUMNS,
     GapLine,
     Pick,
@@ -58,7 +58,7 @@ from search.report_tables import (
     sweep_picks,
     test_reasons,
 )
-from search.tracking import TrackingError, default_tracking_uri, log_files
+from search.sweep.tracking import TrackingError, default_tracking_uri, log_files
 
 REPORT_ARTIFACTS = "report"
 BOOTSTRAP_CACHE = ".bootstrap-cache"

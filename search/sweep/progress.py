@@ -1,6 +1,6 @@
 """What a sweep prints while it runs: one progress bar and one line per finished trial, instead of Ray's tables.
 
-:class:`SweepProgress` is a Tune callback (``search.tuner`` adds it unless ``--verbose`` asks for Ray's own status
+:class:`SweepProgress` is a Tune callback (``search.sweep.tuner`` adds it unless ``--verbose`` asks for Ray's own status
 table). The bar shows trials done / total, how many run, elapsed time and ETA, and the best ranking value so far
 with its trial (``t003``); each finished trial adds one line above it. :func:`quiet_libraries` silences the lines a
 user cannot act on (MLflow's database creation, Optuna's "new study", Ray's start-up INFO lines); warnings stay.
@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from search.naming import trial_number
+from search.sweep.naming import trial_number
 
 FINISHED = ("TERMINATED", "ERROR")
 QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.tracking.fluent",
@@ -86,6 +86,11 @@ class SweepProgress(Callback):
         self.__init__(state["total"], state["objective"], state["mode"], state["epochs"], label=state["label"])
 
     # ------------------------------------------------------------------ what the bar shows
+    @property
+    def shown(self) -> str:
+        """The ranking metric as people name it (``val_loss``, not the reported key ``best_val_loss``)."""
+        return self.objective.removeprefix("best_")
+
     def best(self, trials: list) -> tuple[float, int] | None:
         """The best ranking value so far over ``trials`` (their latest results) and its trial number."""
         found = None
@@ -109,7 +114,7 @@ class SweepProgress(Callback):
         best = self.best(trials)
         text = f"{running} running"
         if best is not None:
-            text += f", best {self.objective} {format_value(best[0])} (t{best[1]:03d})"
+            text += f", best {self.shown} {format_value(best[0])} (t{best[1]:03d})"
         return text
 
     def finished_line(self, trial: Any, failed: bool) -> str:
@@ -122,7 +127,7 @@ class SweepProgress(Callback):
         if failed:
             return f"{head} FAILED after {epochs} epoch(s) (see its MLflow run or error.txt)"
         how = "finished" if epochs >= self.epochs else f"stopped early at epoch {epochs}/{self.epochs}"
-        return f"{head} {how}: {self.objective} {format_value(value)}"
+        return f"{head} {how}: {self.shown} {format_value(value)}"
 
     # ------------------------------------------------------------------ Tune hooks
     def _update(self, trials: list) -> None:

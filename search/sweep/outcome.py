@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.trainable import TrialDiverged
+from search.sweep.trainable import TrialDiverged
 
 
 @dataclass(frozen=True)

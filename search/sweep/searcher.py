@@ -2,7 +2,7 @@
 defaults first.
 
 The space is handed to ``OptunaSearch`` as a dict of Optuna distributions (picklable, so Tune can save and restore
-the study with the experiment); list-valued candidates travel as JSON strings (see :class:`search.space.Param`).
+the study with the experiment); list-valued candidates travel as JSON strings (see :class:`search.sweep.space.Param`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.adapters import optuna as ot_adapter
-from search.space import Param, SearchSpace
+from search.sweep.space import Param, SearchSpace
 
 
 class BaselineFirstGridSampler(optuna.samplers.GridSampler):

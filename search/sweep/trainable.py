@@ -20,7 +20,7 @@ from typing import Any
 
 from ray import tune
 
-from search.space import SearchSpace
+from search.sweep.space import SearchSpace
 
 STATE_FILE = "search_state.json"
 """Beside ``last.pt`` in each Tune checkpoint: the trial's ranked value and selected epoch so far."""

@@ -18,7 +18,7 @@ At an epoch picked from the per-epoch history, the test and train losses are kno
 was the run's selected checkpoint at that time (``is_best``: it then had the full evaluation); otherwise ``-``.
 Retrained seeds (``search.retrain``, the confirmation) give the same protocols per seed, as mean +- sample
 standard deviation. A frame metric's cell reads ``value [low, high]`` (its 95% bootstrap interval over test videos,
-:mod:`search.report_intervals`; ``[n/a]`` when the checkpoint's per-video scores were not saved).
+:mod:`search.reporting.intervals`; ``[n/a]`` when the checkpoint's per-video scores were not saved).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from search.report_data import TEST_SELECTED, TrackedRun, uses_test_data
-from search.report_intervals import Interval, NullGap
+from search.reporting.data import TEST_SELECTED, TrackedRun, uses_test_data
+from search.reporting.intervals import Interval, NullGap
 from vad.metrics.catalogue import frame_metric_names, get_metric, table_columns
 
 TABLE_COLUMNS = table_columns()

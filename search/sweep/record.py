@@ -4,8 +4,8 @@
 ``sweep.json`` (this record, with the sweep's stage), ``tracking.json`` (the MLflow target), ``asha.json`` (the ASHA
 rungs), ``base_config.yaml``, ``space.yaml``, ``confirm_plan.json`` (the confirmation's plan), and at the end
 ``summary.md``, ``summary.json``, ``confirm.md``, ``confirm.json`` and ``best_config.yaml``. The confirmation
-(``search.confirm``) is a second Tune experiment, ``<storage>/<name>/confirm/``. ``<storage>/<name>/driver.lock``
-is the one-driver lock (:mod:`search.lock`).
+(``search.sweep.confirm``) is a second Tune experiment, ``<storage>/<name>/confirm/``. ``<storage>/<name>/driver.lock``
+is the one-driver lock (:mod:`search.sweep.lock`).
 
 The records a resume reads (``sweep.json``, ``tracking.json``, ``asha.json``, ``confirm_plan.json``) are written
 atomically, the previous good copy kept as ``<file>.prev`` (:func:`save_record`); ``--resume`` checks them, and
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from search.lock import SweepLockedError, acquire, release
-from search.space import SearchSpace
+from search.sweep.lock import SweepLockedError, acquire, release
+from search.sweep.space import SearchSpace
 from vad.atomic import atomic_write_json
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -177,7 +177,7 @@ def check_name(name: str) -> str:
 
 
 def lock_sweep(paths: SweepPaths, *, wait: float = 0.0) -> Any:
-    """This driver's exclusive lock of the sweep (:mod:`search.lock`), as a :class:`SweepStateError` naming the
+    """This driver's exclusive lock of the sweep (:mod:`search.sweep.lock`), as a :class:`SweepStateError` naming the
     holder when another live driver runs it; a dead driver's lock is taken over (said on the console)."""
     try:
         lock = acquire(paths.experiment_dir, paths.name, wait=wait)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from search.space import Resources
+from search.sweep.space import Resources
 
 
 class ResourceError(ValueError):

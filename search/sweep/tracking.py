@@ -26,10 +26,10 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_B
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from search.naming import run_name, trial_number
-from search.outcome import error_text, trial_outcome
-from search.space import SearchSpace, protocol_tags
-from search.trainable import added_keys, objective_key, run_dir
+from search.sweep.naming import run_name, trial_number
+from search.sweep.outcome import error_text, trial_outcome
+from search.sweep.space import SearchSpace, protocol_tags
+from search.sweep.trainable import added_keys, objective_key, run_dir
 from vad.config import TrainConfig
 from vad.metrics.catalogue import CATALOGUE, frame_metric_names, table_columns
 
@@ -162,7 +162,7 @@ class TrackingTarget:
     parent_run_id: str
 
     def save(self, folder: str | Path) -> None:
-        from search.sweep import save_record  # atomic, the previous copy kept as tracking.json.prev
+        from search.sweep.record import save_record  # atomic, the previous copy kept as tracking.json.prev
 
         save_record(Path(folder) / TRACKING_FILE, asdict(self))
 

@@ -1,5 +1,5 @@
 """A sweep as MLflow holds it, read back for reports (nothing outside MLflow is read). The only module that reads
-MLflow (:mod:`search.tracking` is the only one that writes it).
+MLflow (:mod:`search.sweep.tracking` is the only one that writes it).
 
 ``load_sweep`` finds the sweep's experiment (named after the sweep, or given by name or id), its parent run
 (``run_type=sweep``), its own trial runs (child runs without a ``group`` tag, or ``group=search``) and the seed
@@ -23,7 +23,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from search.tracking import GROUP, RUN_TYPE, find_parent_run
+from search.sweep.tracking import GROUP, RUN_TYPE, find_parent_run
 from vad.metrics.catalogue import get_metric
 
 RETRAIN = "retrain"
@@ -36,7 +36,7 @@ SEED_GROUPS = (RETRAIN, CONFIRM)
 CONFIRM_KEYS = ("confirm_of_trial", "confirm_rank", "confirm_of")
 """Tags that may name a confirmed configuration (the first present one is used)."""
 ALIASES = {"val_ref_loss": "val_loss"}
-"""Per-epoch metrics a run leaves out when they equal another (``search.tracking.logged_metrics``)."""
+"""Per-epoch metrics a run leaves out when they equal another (``search.sweep.tracking.logged_metrics``)."""
 TEST_SELECTED = "test-selected"
 """Value of a diagnostic sweep's parent tag ``protocol``, and the label of every row chosen with test data."""
 
@@ -171,7 +171,7 @@ def _first_of(tag: str, param: str, parent: TrackedRun | None, runs: list[Tracke
 
 
 def open_client(tracking_uri: str) -> MlflowClient:
-    """A client that reads the tracking store at ``tracking_uri`` (writes go through :mod:`search.tracking`)."""
+    """A client that reads the tracking store at ``tracking_uri`` (writes go through :mod:`search.sweep.tracking`)."""
     return MlflowClient(tracking_uri=tracking_uri)
 
 
