@@ -205,13 +205,15 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `python benchmarks/early_stopping.py --results` on {machine_summary()} "
-            f"({report['seconds']:.0f} s).\n\n" + render(report, markdown=True))
+    return run_line("python benchmarks/early_stopping.py --results", report["seconds"]) + "\n\n" + render(
+        report, markdown=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short smoke run (CI): a 2 x 2 grid, 2 epochs")
@@ -228,9 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once, one CPU each")
     parser.add_argument("--workdir", type=Path, default=None, help="where the sweeps go (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## early_stopping' section of RESULTS.md")
+    add_output_arguments(parser, "early_stopping")
     return parser.parse_args(argv)
 
 

@@ -345,12 +345,14 @@ def pending_section() -> str:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `{COMMAND}` on {machine_summary()}.\n\n" + render(report, markdown=True))
+    return run_line(COMMAND) + "\n\n" + render(report, markdown=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, packs 1,2, no sweep (seconds)")
@@ -359,9 +361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default=None, help="seeds of the bf16/fp32 comparison (default 0,1,2)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the packed search.run sweep")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no CUDA (tests)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## gpu' section of RESULTS.md")
+    add_output_arguments(parser, "gpu")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

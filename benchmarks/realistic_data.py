@@ -193,13 +193,15 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `python benchmarks/realistic_data.py --results` on {machine_summary()} "
-            f"({report['seconds']:.0f} s).\n\n" + render(report, markdown=True))
+    return run_line("python benchmarks/realistic_data.py --results", report["seconds"]) + "\n\n" + render(
+        report, markdown=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="rtfm", help="comma-separated: rtfm, mgfn, s3r (configs/*_ucf_like.yaml)")
@@ -208,9 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (default 1000; quick 50)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a small version of the preset")
     parser.add_argument("--workdir", type=Path, default=None, help="where the runs go (default: temp)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## realistic_data' section of RESULTS.md")
+    add_output_arguments(parser, "realistic_data")
     return parser.parse_args(argv)
 
 

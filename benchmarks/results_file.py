@@ -94,3 +94,17 @@ def publish(report: dict[str, Any], text: str, *, section: str, results_section:
     if results_path:
         written = update_section(section, results_section(report), Path(results_path))
         print(f"\nwrote the {section} section of {written}")
+
+
+def add_output_arguments(parser: Any, section: str) -> None:
+    """A benchmark's ``--json`` (the measurements) and ``--results`` (its ``## <section>`` of RESULTS.md)."""
+    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
+    parser.add_argument("--results", nargs="?", const=str(RESULTS), default=None,
+                        help=f"write the '## {section}' section of RESULTS.md")
+
+
+def run_line(command: str, seconds: float | None = None, extra: str = "") -> str:
+    """The first line of a RESULTS section: when, which command, on what machine (and how long it took)."""
+    took = f" ({seconds:.0f} s{extra})" if seconds is not None else (f" ({extra.lstrip('; ')})" if extra else "")
+    return f"Run {stamp()} with `{command}` on {machine_summary()}{took}."
+

@@ -640,15 +640,17 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `python benchmarks/search_quality.py --grid-dir DIR --results` on "
-            f"{machine_summary()} (replays {report['seconds']:.0f} s).\n\n" + render(report, markdown=True)
+    return (run_line("python benchmarks/search_quality.py --grid-dir DIR --results", report["seconds"],
+                     " of replays") + "\n\n" + render(report, markdown=True)
             + f"\n\n![regret vs budget]({report['figure_ref']})")
 
 
 # ------------------------------------------------------------------------------------------------ CLI
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid-dir", type=Path, required=True, help="the recorded grid (written by --train)")
@@ -660,9 +662,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search-seeds", default=None, help="search seeds (default 0,1,2,3,4; quick 0,1)")
     parser.add_argument("--quick", action="store_true", help="a few strategies and two search seeds (tests)")
     parser.add_argument("--figure", type=Path, default=REPO_ROOT / "docs" / "figures" / "search_quality.png")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## search_quality' section of RESULTS.md")
+    add_output_arguments(parser, "search_quality")
     return parser.parse_args(argv)
 
 

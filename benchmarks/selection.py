@@ -177,13 +177,15 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `python benchmarks/selection.py --results` on {machine_summary()} "
-            f"({report['seconds']:.0f} s).\n\n" + render(report, markdown=True) + "\n\n" + report.get("decision", ""))
+    return (run_line("python benchmarks/selection.py --results", report["seconds"]) + "\n\n"
+            + render(report, markdown=True) + "\n\n" + report.get("decision", ""))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the base config")
@@ -194,9 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--histories-from", type=Path, default=None,
                         help="reuse the histories of an earlier run's --json instead of training")
     parser.add_argument("--decision", default="", help="a sentence on the chosen default, for RESULTS.md")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## selection' section of RESULTS.md")
+    add_output_arguments(parser, "selection")
     return parser.parse_args(argv)
 
 

@@ -407,13 +407,14 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
 
 
 def results_section(report: dict[str, Any]) -> str:
-    from benchmarks.results_file import machine_summary, stamp
+    from benchmarks.results_file import run_line
 
-    return (f"Run {stamp()} with `python benchmarks/sweep_overhead.py --results` on {machine_summary()}.\n\n"
-            + render(report, markdown=True))
+    return run_line("python benchmarks/sweep_overhead.py --results") + "\n\n" + render(report, markdown=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.results_file import add_output_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short smoke run (CI)")
@@ -424,9 +425,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-concurrent-baseline", action="store_true", help="skip the plain concurrent baseline")
     parser.add_argument("--workdir", type=Path, default=None, help="where the sweep and caches go (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--results", nargs="?", const=str(REPO_ROOT / "benchmarks" / "RESULTS.md"), default=None,
-                        help="write the '## sweep_overhead' section of RESULTS.md")
+    add_output_arguments(parser, "sweep_overhead")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

@@ -335,13 +335,17 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str) ->
         time.sleep(0.2)
 
 
+def two_slow_trials(folder: Path) -> Path:
+    """A space of two one-at-a-time trials of 6 slow epochs (time to act on a running driver), no confirmation."""
+    return write_space(folder, {"search": {"sampler": "random", "num_samples": 2, "epochs": 6, "seed": 1},
+                                "scheduler": {"name": "fifo"}, "confirm": {"top": 0},
+                                "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+                                "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}}},
+                       base_config(steps_per_epoch=25))
+
 @pytest.mark.slow
 def test_a_second_driver_is_refused_and_sigterm_stops_the_first_resumably(tmp_path, tmp_path_factory):
-    space = write_space(tmp_path, {"search": {"sampler": "random", "num_samples": 2, "epochs": 6, "seed": 1},
-                                   "scheduler": {"name": "fifo"}, "confirm": {"top": 0},
-                                   "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
-                                   "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}}},
-                        base_config(steps_per_epoch=25))
+    space = two_slow_trials(tmp_path)
     environ, store, uri = sweep_env(tmp_path_factory), tmp_path / "store", f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     command = [sys.executable, "-m", "search.run", "--space", str(space), "--name", "D", "--storage", str(store),
                "--tracking-uri", uri]
@@ -431,11 +435,7 @@ def epochs_done(experiment: Path) -> int:
 
 @pytest.mark.slow
 def test_a_tracking_server_killed_and_restarted_mid_sweep_loses_no_epoch(tmp_path, tmp_path_factory):
-    space = write_space(tmp_path, {"search": {"sampler": "random", "num_samples": 2, "epochs": 6, "seed": 1},
-                                   "scheduler": {"name": "fifo"}, "confirm": {"top": 0},
-                                   "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
-                                   "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}}},
-                        base_config(steps_per_epoch=25))
+    space = two_slow_trials(tmp_path)
     folder = tmp_path / "server"
     folder.mkdir()
     with socket.socket() as probe:
