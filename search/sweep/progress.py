@@ -86,6 +86,10 @@ class SweepProgress(Callback):
         self.__init__(state["total"], state["objective"], state["mode"], state["epochs"], label=state["label"])
 
     # ------------------------------------------------------------------ what the bar shows
+    def name(self, number: int) -> str:
+        """``t003`` for a search trial; ``run 3`` for the runs of a seed group (their numbers are not the search's)."""
+        return f"t{number:03d}" if self.label == "trials" else f"run {number}"
+
     @property
     def shown(self) -> str:
         """The ranking metric as people name it (``val_loss``, not the reported key ``best_val_loss``)."""
@@ -114,7 +118,7 @@ class SweepProgress(Callback):
         best = self.best(trials)
         text = f"{running} running"
         if best is not None:
-            text += f", best {self.shown} {format_value(best[0])} (t{best[1]:03d})"
+            text += f", best {self.shown} {format_value(best[0])} ({self.name(best[1])})"
         return text
 
     def finished_line(self, trial: Any, failed: bool) -> str:
@@ -123,7 +127,7 @@ class SweepProgress(Callback):
         epochs = int(result.get("epoch", 0) or result.get("training_iteration", 0) or 0)
         value = result.get(self.objective)
         value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-        head = f"t{trial_number(trial):03d}"
+        head = self.name(trial_number(trial))
         if failed:
             return f"{head} FAILED after {epochs} epoch(s) (see its MLflow run or error.txt)"
         how = "finished" if epochs >= self.epochs else f"stopped early at epoch {epochs}/{self.epochs}"
