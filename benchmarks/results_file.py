@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import os
 import re
 import tempfile
 import time
@@ -57,9 +56,9 @@ def update_section(name: str, body: str, path: Path = RESULTS) -> Path:
             text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
         else:
             text = text.rstrip() + "\n\n" + section
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        from vad.atomic import atomic_write_text
+
+        atomic_write_text(path, text)
     return path
 
 

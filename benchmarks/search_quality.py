@@ -158,9 +158,9 @@ def train_point(config_path: str, overrides: dict[str, Any], out_file: str) -> d
         test[epoch] = {"test_auc": float(metrics["auc"]), "test_ap": float(metrics["ap"])}
     record = {"overrides": overrides, "status": result.status, "seconds": train_seconds, "cpu_seconds": train_cpu,
               "history": history, "test": test}
-    tmp = Path(out_file).with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, out_file)
+    from vad.atomic import atomic_write_json
+
+    atomic_write_json(out_file, record)
     import shutil
 
     shutil.rmtree(out_dir, ignore_errors=True)

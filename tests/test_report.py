@@ -629,7 +629,7 @@ def test_bootstrap_replicates_are_cached_per_run_on_disk(scored_store, tmp_path,
 
 
 def test_a_run_without_val_ref_loss_is_ranked_on_its_equal_val_loss():
-    # search.sweep.tracking logs val_ref_loss only where it differs from val_loss (the run's loss is the reference)
+    # runs logged without val_ref_loss (older sweeps, plain training runs) trained with the reference loss
     plain = _run()
     assert plain.history("val_ref_loss") == {1: 1.0, 2: 0.5}
     searched = _run(metrics={"selected_auc": 0.8, "val_ref_loss": 0.7}, histories={"val_ref_loss": {1: 0.9, 2: 0.7}})

@@ -36,7 +36,7 @@ SEED_GROUPS = (RETRAIN, CONFIRM)
 CONFIRM_KEYS = ("confirm_of_trial", "confirm_rank", "confirm_of")
 """Tags that may name a confirmed configuration (the first present one is used)."""
 ALIASES = {"val_ref_loss": "val_loss"}
-"""Per-epoch metrics a run leaves out when they equal another (``search.sweep.tracking.logged_metrics``)."""
+"""Per-epoch metrics older runs lack, and the one that equals them there (``val_ref_loss`` before it was logged)."""
 TEST_SELECTED = "test-selected"
 """Value of a diagnostic sweep's parent tag ``protocol``, and the label of every row chosen with test data."""
 
@@ -89,8 +89,8 @@ class TrackedRun:
 
     def history(self, key: str) -> dict[int, float]:
         """``{epoch: value}`` of a per-epoch metric (the last value logged at each step; empty when never
-        logged). ``val_ref_loss`` falls back to ``val_loss``: a run logs it only where it differs (its own loss
-        settings are not the reference's)."""
+        logged). ``val_ref_loss`` falls back to ``val_loss`` for runs logged without it (runs of `vad.train` alone,
+        or of sweeps that predate it), where the run's own loss is the reference."""
         if key in ALIASES and key not in self.metrics and key not in self._histories:
             return self.history(ALIASES[key])
         if key not in self._histories:
