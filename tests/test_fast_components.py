@@ -16,10 +16,12 @@ from vad.models.components.class_rows import class_rows
 from vad.models.components.layout_dropout import dropout_channels_first_order
 from vad.models.components.subnormal_softmax import SMALLEST_NORMAL, softmax_flush_subnormal
 from vad.models.components.time_major import (
+    CONV_PATHS,
     TimeMajorBlock,
     batch_norm_time_major,
     concat_channels,
     conv1d_time_major,
+    conv_path,
     group_norm_time_major,
     unfold_time,
 )
@@ -39,13 +41,17 @@ def grads(output: torch.Tensor, inputs: tuple[torch.Tensor, ...], seed: int = 0)
     [(3, 1, 1, 7), (3, 2, 2, 7), (3, 4, 4, 5), (3, 4, 4, 3), (5, 1, 2, 6), (1, 1, 0, 4), (2, 1, 0, 5), (3, 2, 1, 9)],
 )
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv1d_time_major_equals_conv1d(kernel: int, dilation: int, padding: int, steps: int, bias: bool) -> None:
+@pytest.mark.parametrize("path", [*CONV_PATHS, None])
+@pytest.mark.parametrize(("in_channels", "out_channels"), [(5, 7), (7, 5)])
+def test_conv1d_time_major_equals_conv1d(kernel: int, dilation: int, padding: int, steps: int, bias: bool,
+                                         path: str | None, in_channels: int, out_channels: int) -> None:
+    """Both paths (and the per-shape default), narrowing and widening convs: outputs and every gradient."""
     torch.manual_seed(0)
-    conv = nn.Conv1d(5, 7, kernel, dilation=dilation, padding=padding, bias=bias).double()
-    x = torch.randn(3, steps, 5, dtype=torch.float64, requires_grad=True)
+    conv = nn.Conv1d(in_channels, out_channels, kernel, dilation=dilation, padding=padding, bias=bias).double()
+    x = torch.randn(3, steps, in_channels, dtype=torch.float64, requires_grad=True)
     params = (x, conv.weight) + ((conv.bias,) if bias else ())
     expected = conv(x.transpose(1, 2)).transpose(1, 2)
-    got = conv1d_time_major(x, conv)
+    got = conv1d_time_major(x, conv, path)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     for a, b in zip(grads(got, params), grads(expected, params)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -57,6 +63,18 @@ def test_conv1d_time_major_float32_matches_to_rounding() -> None:
     x = torch.randn(4, 16, 64)
     torch.testing.assert_close(conv1d_time_major(x, conv), conv(x.transpose(1, 2)).transpose(1, 2),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_conv_path_sums_output_taps_unless_the_conv_widens() -> None:
+    assert conv_path(2048, 512) == conv_path(1024, 1024) == "sum_output_taps"
+    assert conv_path(1, 64) == "unfold_input"
+    with pytest.raises(ValueError, match="path must be one of"):
+        conv1d_time_major(torch.zeros(1, 8, 4), nn.Conv1d(4, 4, 3, padding=1), "direct")
+
+
+def test_sum_output_taps_rejects_too_short_sequences() -> None:
+    with pytest.raises(ValueError, match="needs more than 2 steps"):
+        conv1d_time_major(torch.zeros(1, 2, 4), nn.Conv1d(4, 4, 5), "sum_output_taps")
 
 
 def test_unfold_time_layout_is_tap_major_with_zero_padding() -> None:
@@ -136,20 +154,22 @@ def test_time_major_block_called_directly_is_channels_first() -> None:
 # ----------------------------------------------------------------------------------------------- dropout order
 
 
-def test_dropout_channels_first_order_is_the_authors_mask_bit_for_bit() -> None:
-    """Same seed: the mask F.dropout draws on the authors' (b, C, T)-laid-out view, values and gradients."""
-    channels_first = torch.randn(4, 6, 5, requires_grad=True)  # (b, C, T) memory, as the authors' Aggregate output
+@pytest.mark.parametrize(("shape", "p"), [((4, 6, 5), 0.7), ((3, 512, 64), 0.3), ((2, 2048, 33), 0.7)])
+def test_dropout_channels_first_order_is_the_authors_mask_bit_for_bit(shape: tuple[int, int, int], p: float) -> None:
+    """Same seed: the mask F.dropout draws on the authors' (b, C, T)-laid-out view, values and gradients (small
+    tensors and ones large enough for the parallel random-number kernel)."""
+    channels_first = torch.randn(*shape, requires_grad=True)  # (b, C, T) memory, as the authors' Aggregate output
     torch.manual_seed(7)
-    expected = F.dropout(channels_first.transpose(1, 2), 0.7, training=True)
+    expected = F.dropout(channels_first.transpose(1, 2), p, training=True)
     time_major = channels_first.detach().transpose(1, 2).contiguous().requires_grad_()
     torch.manual_seed(7)
-    got = dropout_channels_first_order(time_major, 0.7, training=True)
+    got = dropout_channels_first_order(time_major, p, training=True)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     (expected_grad,) = grads(expected, (channels_first,))
     (got_grad,) = grads(got, (time_major,))
     torch.testing.assert_close(got_grad, expected_grad.transpose(1, 2), rtol=0, atol=0)
     torch.manual_seed(7)
-    plain = F.dropout(time_major, 0.7, training=True)
+    plain = F.dropout(time_major, p, training=True)
     assert not torch.equal(plain, got)  # a plain dropout on the time-major tensor would draw another mask
 
 

@@ -76,11 +76,67 @@ def unfold_time(x: Tensor, kernel_size: int, dilation: int, padding: int) -> Ten
     return _UnfoldTime.apply(x, kernel_size, dilation, padding).view(b, steps_out, kernel_size * c)
 
 
-def conv1d_time_major(x: Tensor, conv: nn.Conv1d) -> Tensor:
+class _SumTaps(torch.autograd.Function):
+    """``(b, T, k, C) -> (b, T_out, C)``: output step ``t`` sums tap ``j``'s row ``t + shift_j`` (the adjoint of
+    :class:`_UnfoldTime`'s layout on the output side); backward places each gradient row back in its tap slot."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, taps: Tensor, kernel_size: int, dilation: int,
+                padding: int) -> Tensor:
+        b, t, _, c = taps.shape
+        ranges = _tap_ranges(t, kernel_size, dilation, padding)
+        steps_out = t + 2 * padding - dilation * (kernel_size - 1)
+        full = [j for j, (_, first, stop) in enumerate(ranges) if first == 0 and stop == steps_out]
+        if full:  # a tap that covers every output step starts the sum: no zero fill, one pass less
+            shift = ranges[full[0]][0]
+            out = taps[:, shift : shift + steps_out, full[0]].clone(memory_format=torch.contiguous_format)
+        else:
+            out = taps.new_zeros(b, steps_out, c)
+        for j, (shift, first, stop) in enumerate(ranges):
+            if full and j == full[0]:
+                continue
+            out[:, first:stop] += taps[:, first + shift : stop + shift, j]
+        ctx.ranges, ctx.steps = ranges, t
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        b, _, c = grad.shape
+        grad_taps = grad.new_empty(b, ctx.steps, len(ctx.ranges), c)
+        for j, (shift, first, stop) in enumerate(ctx.ranges):
+            grad_taps[:, first + shift : stop + shift, j] = grad[:, first:stop]
+            grad_taps[:, : first + shift, j] = 0.0
+            grad_taps[:, stop + shift :, j] = 0.0
+        return grad_taps, None, None, None
+
+
+CONV_PATHS = ("unfold_input", "sum_output_taps")
+"""How :func:`conv1d_time_major` runs a temporal convolution (``k > 1``), both one GEMM over ``b * T`` rows:
+
+- ``unfold_input``: ``(b*T_out, k*C_in) @ (k*C_in, C_out)`` on the zero-padded taps of the input (a copy of
+  ``k * C_in`` columns per step, kept for the weight gradient);
+- ``sum_output_taps``: ``(b*T, C_in) @ (C_in, k*C_out)`` gives every tap's product at once, then each output step
+  sums its ``k`` shifted rows (a pass over ``k * C_out`` columns; the input itself is kept for the gradients).
+
+The copies scale with ``C_in`` in the first and with ``C_out`` in the second, and the second keeps only the input
+for the backward pass (the first keeps its ``k``-times wider copy). Measured on every conv shape of the shipped
+configs (``benchmarks/conv_paths.py``; ``benchmarks/RESULTS.md``, "Convolution path per shape"), the second is
+faster whenever ``C_out <= C_in`` (0.43x the time for MGFN's ``2048 -> 64`` embedding, 0.88-0.95x at equal widths),
+which :func:`conv_path` encodes."""
+
+
+def conv_path(in_channels: int, out_channels: int) -> str:
+    """The path of :data:`CONV_PATHS` for a temporal conv of these widths (a fixed rule, so a run's float32 sums do
+    not depend on timings)."""
+    return "sum_output_taps" if out_channels <= in_channels else "unfold_input"
+
+
+def conv1d_time_major(x: Tensor, conv: nn.Conv1d, path: str | None = None) -> Tensor:
     """``conv`` applied over time to ``x (b, T, C_in)`` -> ``(b, T_out, C_out)``, as one matrix product.
 
     Equals ``conv(x.transpose(1, 2)).transpose(1, 2)`` up to float32 rounding, with the same parameters (so the
-    same gradients reach ``conv.weight`` and ``conv.bias``).
+    same gradients reach ``conv.weight`` and ``conv.bias``). ``path`` (one of :data:`CONV_PATHS`; default
+    :func:`conv_path` of the conv's widths) only changes how the sums are taken.
     """
     _check_supported(conv)
     out_channels, in_channels, kernel_size = conv.weight.shape
@@ -88,6 +144,18 @@ def conv1d_time_major(x: Tensor, conv: nn.Conv1d) -> Tensor:
         raise ValueError(f"conv1d_time_major expects (b, T, {in_channels}) input, got {tuple(x.shape)}")
     if kernel_size == 1 and conv.padding[0] == 0:
         return F.linear(x, conv.weight.view(out_channels, in_channels), conv.bias)
+    path = path or conv_path(in_channels, out_channels)
+    if path == "sum_output_taps":
+        steps_out = x.shape[1] + 2 * conv.padding[0] - conv.dilation[0] * (kernel_size - 1)
+        if steps_out < 1:
+            raise ValueError(f"temporal conv (kernel {kernel_size}, dilation {conv.dilation[0]}, padding "
+                             f"{conv.padding[0]}) needs more than {x.shape[1]} steps")
+        weight = conv.weight.permute(2, 0, 1).reshape(kernel_size * out_channels, in_channels)  # row j*C_out + o
+        taps = F.linear(x, weight).view(x.shape[0], x.shape[1], kernel_size, out_channels)  # (b, T, k, C_out)
+        out = _SumTaps.apply(taps, kernel_size, conv.dilation[0], conv.padding[0])
+        return out if conv.bias is None else out + conv.bias
+    if path != "unfold_input":
+        raise ValueError(f"conv1d_time_major: path must be one of {', '.join(CONV_PATHS)}; got {path!r}")
     columns = unfold_time(x, kernel_size, conv.dilation[0], conv.padding[0])  # (b, T_out, k * C_in), tap-major
     weight = conv.weight.permute(0, 2, 1).reshape(out_channels, kernel_size * in_channels)  # same order
     return F.linear(columns, weight, conv.bias)

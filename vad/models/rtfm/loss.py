@@ -87,13 +87,23 @@ class RTFMLoss(nn.Module):
         abnormal videos first and then for the normal ones: the order of the authors' forward (same RNG stream).
         """
         normal_rows, abnormal_rows = class_rows(labels, out.scores.device)  # slices for normal-first batches
-        abnormal = self._select_rows(out, abnormal_rows)
-        normal = self._select_rows(out, normal_rows)
-        return normal, abnormal
+        abnormal_idx, abnormal_scores = self._topk(out, abnormal_rows)
+        normal_idx, normal_scores = self._topk(out, normal_rows)
+        if isinstance(normal_rows, slice) and isinstance(abnormal_rows, slice):
+            # one gather over the whole batch: its backward fills one (B, N, T, F) gradient, where a gather per
+            # class would fill one per class plus one per slice, and add them (the same values either way)
+            idx = torch.zeros(out.scores.shape[0], self.k, dtype=torch.long, device=out.scores.device)
+            idx[normal_rows], idx[abnormal_rows] = normal_idx, abnormal_idx
+            selected = gather_features(out.features, idx)
+            normal_features, abnormal_features = selected[normal_rows], selected[abnormal_rows]
+        else:
+            normal_features = gather_features(out.features[normal_rows], normal_idx)
+            abnormal_features = gather_features(out.features[abnormal_rows], abnormal_idx)
+        return (Selection(normal_rows, normal_idx, normal_scores, normal_features),
+                Selection(abnormal_rows, abnormal_idx, abnormal_scores, abnormal_features))
 
-    def _select_rows(self, out: ModelOutput, rows: Rows) -> Selection:
-        idx, video_scores = select_topk(out.magnitudes[rows], out.scores[rows], self.k, out.topk_dropout)
-        return Selection(rows, idx, video_scores, gather_features(out.features[rows], idx))
+    def _topk(self, out: ModelOutput, rows: Rows) -> tuple[Tensor, Tensor]:
+        return select_topk(out.magnitudes[rows], out.scores[rows], self.k, out.topk_dropout)
 
     def terms(self, out: ModelOutput, labels: Tensor) -> dict[str, Tensor]:
         """The weighted terms ``classification``, ``magnitude``, ``sparsity``, ``smoothness`` (scalars).
