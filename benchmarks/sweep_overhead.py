@@ -22,6 +22,7 @@ training alone, and the sweep's end (results, summary, MLflow parent run). ``--q
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,20 +181,33 @@ def write_space(work: Path, config: dict[str, Any], trials: int, epochs: int, co
     return path
 
 
+def time_imports() -> float:
+    """Seconds to import what the sweep's driver imports (Ray, Tune, Optuna, MLflow, the search code); 0 once
+    imported."""
+    started = time.perf_counter()
+    import ray.tune  # noqa: F401
+
+    import search.adapters.tune  # noqa: F401
+    import search.run  # noqa: F401
+    import search.sweep.tracking  # noqa: F401
+    import search.sweep.tuner  # noqa: F401
+    return time.perf_counter() - started
+
+
 def run_sweep(space: Path, work: Path) -> dict[str, Any]:
     """``python -m search.run`` in this process, instrumented; returns the timings and the trials' configs."""
-    started = time.perf_counter()
+    imports_s = time_imports()
     import ray
     import ray.tune
 
     import search.run
     import search.sweep.tracking
-    imports_s = time.perf_counter() - started
+    import search.sweep.tuner
 
     probe = Probe()
     probe.wrap(search.run, "prepare", "prepare data")
     probe.wrap(ray, "init", "ray start")
-    probe.wrap(ray, "shutdown", "ray shutdown")
+    probe.wrap(search.sweep.tuner, "shutdown", "ray shutdown")
     probe.wrap(search.run, "open_sweep", "mlflow (driver)")
     probe.wrap(search.run, "_log_sweep_start", "mlflow (driver)")
     probe.wrap(ray.tune.Tuner, "fit", "tuner.fit")
@@ -238,6 +253,26 @@ def create_store(tracking_uri: str) -> float:
     MlflowClient(tracking_uri=tracking_uri).search_experiments()
     return time.perf_counter() - started
 
+
+
+@contextlib.contextmanager
+def legacy_start(enabled: bool) -> Iterator[None]:
+    """While ``enabled``: a sweep starts and stops Ray as before issue 14 (with the autoscaler and log monitors, whom
+    ``ray.shutdown`` waits for; workers import nothing ahead; Tune's trial actors carry their own runtime
+    environment, so they start on new workers), for a before/after comparison in one run."""
+    if not enabled:
+        yield
+        return
+    import search.adapters.tune as adapter
+    import search.sweep.tuner as tuner
+
+    saved = tuner.WORKER_PRELOAD, adapter.plain_trial_actors, adapter.lean_local_node
+    tuner.WORKER_PRELOAD, adapter.plain_trial_actors = (), lambda environ: None
+    adapter.lean_local_node = lambda log_monitor: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        tuner.WORKER_PRELOAD, adapter.plain_trial_actors, adapter.lean_local_node = saved
 
 
 # ============================================================================================ the baselines
@@ -406,10 +441,46 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
     return ("\n\n" if markdown else "\n").join(text)
 
 
+COMPARE_ORDER = ("before", "after", "after", "before")
+"""``--compare``: the variants in run order (ABBA: a drift of the machine's load or of the driver's warm caches
+favours neither)."""
+PARTS = (("fixed_s", "fixed cost"), ("ray_start_s", "ray start"), ("fit_to_first_s", "fit -> first trial started"),
+         ("first_extra_s", "first trial: beyond vad.train (mean of slots)"), ("shutdown_s", "ray shutdown"),
+         ("per_trial_s", "later trials: each beyond vad.train"))
+
+
+def fixed_parts(sweep: dict[str, Any], analysis: dict[str, Any]) -> dict[str, float | None]:
+    """One sweep's fixed cost and the components issue 14 targets (seconds)."""
+    first = analysis.get("first_trial_extra_s") or []
+    return {"fixed_s": analysis.get("fixed_overhead_s"), "ray_start_s": sweep["phases"].get("ray start", 0.0),
+            "fit_to_first_s": analysis.get("fit_to_first_trial_s"),
+            "first_extra_s": sum(first) / len(first) if first else None,
+            "shutdown_s": sweep["phases"].get("ray shutdown", 0.0), "per_trial_s": analysis.get("per_trial_overhead_s")}
+
+
+def render_compare(runs: list[dict[str, Any]], markdown: bool = False) -> str:
+    """The ``--compare`` table: each sweep's fixed cost and its parts, then each variant's mean +- half its range."""
+    table = markdown_table if markdown else format_table
+    rows = [[f"{i + 1}. {run['variant']}", *(run[key] for key, _ in PARTS)] for i, run in enumerate(runs)]
+    for variant in ("before", "after"):
+        mine = [run for run in runs if run["variant"] == variant]
+        cells = []
+        for key, _ in PARTS:
+            values = [run[key] for run in mine if run[key] is not None]
+            cells.append(f"{sum(values) / len(values):.2f} +- {(max(values) - min(values)) / 2:.2f}"
+                         if values else "-")
+        rows.append([f"{variant} (mean +- half range, {len(mine)} runs)", *cells])
+    return table(["sweep", *(label + " s" for _, label in PARTS)], rows)
+
+
 def results_section(report: dict[str, Any]) -> str:
     from benchmarks.results_file import run_line
 
-    return run_line("python benchmarks/sweep_overhead.py --results") + "\n\n" + render(report, markdown=True)
+    text = render(report, markdown=True)
+    if report.get("compare"):
+        text += ("\n\nBefore/after the fast start of issue 14 (``--compare``: four sweeps in this run, in the order "
+                 "shown; the driver's imports counted in each):\n\n" + render_compare(report["compare"], markdown=True))
+    return run_line(report.get("command") or "python benchmarks/sweep_overhead.py --results") + "\n\n" + text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -423,6 +494,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 10; quick 2)")
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once, one CPU each")
     parser.add_argument("--no-concurrent-baseline", action="store_true", help="skip the plain concurrent baseline")
+    parser.add_argument("--compare", action="store_true",
+                        help="four sweeps, before/after/after/before the fast start of issue 14 (see legacy_start): "
+                             "the fixed cost of each, side by side")
     parser.add_argument("--workdir", type=Path, default=None, help="where the sweep and caches go (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     add_output_arguments(parser, "sweep_overhead")
@@ -448,7 +522,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         config = base_config(calibration["steps_per_epoch"], epochs)
         print(f"   {calibration['steps_per_epoch']} steps per epoch (predicted {calibration['predicted_trial_s']:.1f} "
               f"s a trial)\n== the sweep: {trials} trials, {args.concurrency} at a time", flush=True)
-        sweep = run_sweep(write_space(work, config, trials, epochs, args.concurrency), work)
+        space = write_space(work, config, trials, epochs, args.concurrency)
+        runs, imports_s = [], time_imports()  # paid once per process: counted in each sweep
+        for index, variant in enumerate(COMPARE_ORDER if args.compare else ("after",)):
+            with legacy_start(variant == "before"):
+                runs.append({"variant": variant, "sweep": run_sweep(space, work / f"run-{index}")})
+            runs[-1]["sweep"].update(imports_s=imports_s, wall_s=imports_s + runs[-1]["sweep"]["sweep_s"])
+        sweep = next(run["sweep"] for run in reversed(runs) if run["variant"] == "after")
         configs = [trial["config"] for trial in sweep["trials"]]
         print(f"   {sweep['wall_s']:.1f} s\n== the same trials with vad.train, back to back", flush=True)
         with TreeCpu(interval=0.5) as baseline_cpu:
@@ -460,13 +540,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    report = {"quick": args.quick, "trials": trials, "epochs": epochs, "concurrency": args.concurrency,
+    report = {"command": " ".join(["python benchmarks/sweep_overhead.py", *(sys.argv[1:] if argv is None else argv)]),
+              "quick": args.quick, "trials": trials, "epochs": epochs, "concurrency": args.concurrency,
               "calibration": calibration, "sweep": sweep, "sequential_s": sequential, "concurrent": concurrent,
               "load_average": [load_before, os.getloadavg()[0]],
               "analysis": analyse(sweep, sequential, concurrent, args.concurrency, baseline_cpu.seconds)}
+    if args.compare:
+        report["compare"] = [{"variant": run["variant"], **fixed_parts(run["sweep"], analyse(
+            run["sweep"], sequential, None, args.concurrency, None))} for run in runs]
     from benchmarks.results_file import publish
 
-    publish(report, render(report), section="sweep_overhead", results_section=results_section, json_path=args.json,
+    shown = render(report) + ("\n" + render_compare(report["compare"]) if report.get("compare") else "")
+    publish(report, shown, section="sweep_overhead", results_section=results_section, json_path=args.json,
             results_path=args.results)
     return report
 

@@ -98,6 +98,6 @@ def tune_session(space: SearchSpace, args: argparse.Namespace) -> Iterator[Any]:
         yield prepared
     finally:
         if started:
-            import ray
+            from search.sweep.tuner import shutdown
 
-            ray.shutdown()
+            shutdown()

@@ -6,6 +6,7 @@ ends FINISHED, FAILED or KILLED whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -36,6 +37,11 @@ LOCAL_RAY_DEFAULTS = {
     "REPORTER_UPDATE_INTERVAL_MS": "60000",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+WORKER_PRELOAD = ("torch", "ray.tune", "vad.training", "vad.prepare", "search.sweep.trainable")
+"""What every worker of a local Ray started for a sweep imports as it starts (Ray's ``preload_python_modules``):
+the raylet prestarts one worker per CPU at ``ray.init``, and they import Tune, torch and the training code while the
+driver opens MLflow and Optuna, so the first trials start on ready workers (see
+:func:`search.adapters.tune.plain_trial_actors`). A module that fails to import is only logged by the worker."""
 
 
 class ClusterError(ValueError):
@@ -55,7 +61,9 @@ def set_tune_defaults() -> None:
 def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) -> bool:
     """Join ``address`` (or ``$RAY_ADDRESS``), else start a new local Ray (no dashboard; ``quiet``: without Ray's
     INFO lines, which stay when joining a cluster); returns whether this call connected. Trials on a joined
-    cluster get the cache folder (and ``$VAD_DATA``) as absolute paths."""
+    cluster get the cache folder (and ``$VAD_DATA``) as absolute paths. A local Ray starts without the autoscaler
+    and (unless ``log_to_driver``) the log monitor, its workers preload :data:`WORKER_PRELOAD`, and Tune's trial
+    actors run on them (no per-actor runtime environment): see :mod:`search.adapters.tune`."""
     import ray
 
     if ray.is_initialized():
@@ -66,16 +74,18 @@ def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) ->
     if os.environ.get("VAD_DATA"):
         env["VAD_DATA"] = str(Path(os.environ["VAD_DATA"]).expanduser().resolve())
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        for key, value in LOCAL_RAY_DEFAULTS.items():
+    from search.adapters.tune import lean_local_node, loopback_only, plain_trial_actors, tune_actor_env_vars
+
+    if not address:  # the workers inherit the raylet's environment, which is this process's at ray.init
+        for key, value in {**LOCAL_RAY_DEFAULTS, **tune_actor_env_vars()}.items():
             os.environ.setdefault(key, value)
     try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
-        from search.adapters.tune import loopback_only
-
-        with loopback_only(not address):
+        lean = lean_local_node(log_monitor=log_to_driver) if not address else contextlib.nullcontext()
+        with loopback_only(not address), lean:
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
                      logging_level=logging.WARNING if quiet and not address else logging.INFO,
-                     runtime_env={"env_vars": env} if address else None)
+                     runtime_env={"env_vars": env} if address else None,
+                     _system_config=None if address else {"preload_python_modules": list(WORKER_PRELOAD)})
     except ConnectionError as exc:
         hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
                 "; a cluster started with token authentication (Ray's default when ~/.ray/auth_token exists) "
@@ -83,7 +93,21 @@ def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) ->
         raise ClusterError(f"--address {address}: {exc}{hint}") from None
     if address:  # a local Ray listens on 127.0.0.1 only; a cluster's token is what guards it
         warn_token_mode()
+    plain_trial_actors(None if address else os.environ)
     return True
+
+
+def shutdown() -> None:
+    """``ray.shutdown()``, then Tune's own trial actors again (:func:`search.adapters.tune.plain_trial_actors`
+    applies to the local Ray :func:`connect` started only)."""
+    import ray
+
+    from search.adapters.tune import plain_trial_actors
+
+    try:
+        ray.shutdown()
+    finally:
+        plain_trial_actors(None)
 
 
 def warn_token_mode(token: Path | None = None) -> None:
