@@ -65,9 +65,9 @@ def test_conv1d_time_major_float32_matches_to_rounding() -> None:
                                rtol=1e-5, atol=1e-5)
 
 
-def test_conv_path_sums_output_taps_unless_the_conv_widens() -> None:
-    assert conv_path(2048, 512) == conv_path(1024, 1024) == "sum_output_taps"
-    assert conv_path(1, 64) == "unfold_input"
+def test_conv_path_sums_output_taps_when_the_conv_narrows() -> None:
+    assert conv_path(2048, 512) == conv_path(2048, 64) == "sum_output_taps"
+    assert conv_path(1024, 1024) == conv_path(1, 64) == "unfold_input"
     with pytest.raises(ValueError, match="path must be one of"):
         conv1d_time_major(torch.zeros(1, 8, 4), nn.Conv1d(4, 4, 3, padding=1), "direct")
 

@@ -119,16 +119,16 @@ CONV_PATHS = ("unfold_input", "sum_output_taps")
   sums its ``k`` shifted rows (a pass over ``k * C_out`` columns; the input itself is kept for the gradients).
 
 The copies scale with ``C_in`` in the first and with ``C_out`` in the second, and the second keeps only the input
-for the backward pass (the first keeps its ``k``-times wider copy). Measured on every conv shape of the shipped
-configs (``benchmarks/conv_paths.py``; ``benchmarks/RESULTS.md``, "Convolution path per shape"), the second is
-faster whenever ``C_out <= C_in`` (0.43x the time for MGFN's ``2048 -> 64`` embedding, 0.88-0.95x at equal widths),
-which :func:`conv_path` encodes."""
+for the backward pass (the first keeps its ``k``-times wider copy). Timed on every conv shape of the shipped configs
+(``benchmarks/conv_paths.py``, ``benchmarks/RESULTS.md`` ``## conv_paths``): the second takes 0.41-0.43x the time on
+MGFN's ``2048 -> 64`` embedding and 0.88-0.92x on XD-size ``1024 -> 512`` branches; at equal widths the runs disagree
+(0.80-1.18x, within this machine's noise), so those keep the first. :func:`conv_path` encodes that rule."""
 
 
 def conv_path(in_channels: int, out_channels: int) -> str:
-    """The path of :data:`CONV_PATHS` for a temporal conv of these widths (a fixed rule, so a run's float32 sums do
-    not depend on timings)."""
-    return "sum_output_taps" if out_channels <= in_channels else "unfold_input"
+    """The path of :data:`CONV_PATHS` for a temporal conv of these widths: ``sum_output_taps`` when the conv narrows
+    (a fixed rule, so a run's float32 sums never depend on timings)."""
+    return "sum_output_taps" if out_channels < in_channels else "unfold_input"
 
 
 def conv1d_time_major(x: Tensor, conv: nn.Conv1d, path: str | None = None) -> Tensor:
