@@ -32,6 +32,8 @@ from vad.models import create_model  # noqa: E402
 from vad.models.components.time_major import CONV_PATHS, conv1d_time_major, conv_path  # noqa: E402
 
 SECTION = "conv_paths"
+MODELS = ("rtfm", "mgfn", "s3r")
+SIZES = ("ucf", "xd")
 Shape = tuple[int, int, int, int, int]
 """``(rows, C_in, C_out, kernel, dilation)``: ``rows`` sequences of the config's ``n_segments`` steps."""
 
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_output_arguments(parser, SECTION)
     args = parser.parse_args(argv)
+    for option, value, known in (("--models", args.models, MODELS), ("--sizes", args.sizes, SIZES)):
+        unknown = sorted(set(value.split(",")) - set(known))
+        if unknown:
+            parser.exit(2, f"error: {option}: unknown {', '.join(unknown)}; choose from {', '.join(known)}\n")
     report = run(args)
     publish(report, table(report), section=SECTION, results_section=results_section, json_path=args.json,
             results_path=args.results)

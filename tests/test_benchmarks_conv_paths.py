@@ -36,3 +36,10 @@ def test_conv_paths_small_run_writes_every_shape_both_ways(tmp_path: Path, capsy
         assert row["unfold_input_s"] > 0 and row["sum_output_taps_s"] > 0
         assert row["rule"] == ("sum_output_taps" if row["c_out"] < row["c_in"] else "unfold_input")
     assert "| mgfn xd | (10, 32, 1024) | 64 |" in capsys.readouterr().out
+
+
+def test_conv_paths_refuses_unknown_models_with_one_error_line(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models", "rtfn"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --models: unknown rtfn; choose from rtfm, mgfn, s3r"

@@ -24,9 +24,18 @@ def _check_supported(conv: nn.Conv1d) -> None:
         )
 
 
+def output_steps(steps: int, kernel_size: int, dilation: int, padding: int) -> int:
+    """``T_out = T + 2 * padding - dilation * (kernel_size - 1)`` of a stride-1 temporal conv; an error below 1."""
+    steps_out = steps + 2 * padding - dilation * (kernel_size - 1)
+    if steps_out < 1:
+        raise ValueError(f"temporal conv (kernel {kernel_size}, dilation {dilation}, padding {padding}) needs more "
+                         f"than {steps} steps")
+    return steps_out
+
+
 def _tap_ranges(steps: int, kernel_size: int, dilation: int, padding: int) -> list[tuple[int, int, int]]:
     """Per tap ``j``: ``(shift, first, stop)``: output steps ``first..stop-1`` read input step ``t + shift``."""
-    steps_out = steps + 2 * padding - dilation * (kernel_size - 1)
+    steps_out = output_steps(steps, kernel_size, dilation, padding)
     ranges = []
     for j in range(kernel_size):
         shift = j * dilation - padding
@@ -43,8 +52,7 @@ class _UnfoldTime(torch.autograd.Function):
                 padding: int) -> Tensor:
         b, t, c = x.shape
         ranges = _tap_ranges(t, kernel_size, dilation, padding)
-        steps_out = t + 2 * padding - dilation * (kernel_size - 1)
-        columns = x.new_empty(b, steps_out, kernel_size, c)
+        columns = x.new_empty(b, output_steps(t, kernel_size, dilation, padding), kernel_size, c)
         for j, (shift, first, stop) in enumerate(ranges):
             columns[:, first:stop, j] = x[:, first + shift : stop + shift]
             columns[:, :first, j] = 0.0
@@ -68,11 +76,7 @@ def unfold_time(x: Tensor, kernel_size: int, dilation: int, padding: int) -> Ten
     ``T_out = T + 2 * padding - dilation * (kernel_size - 1)``. One copy forward, one accumulation backward.
     """
     b, t, c = x.shape
-    steps_out = t + 2 * padding - dilation * (kernel_size - 1)
-    if steps_out < 1:
-        raise ValueError(
-            f"temporal conv (kernel {kernel_size}, dilation {dilation}, padding {padding}) needs more than {t} steps"
-        )
+    steps_out = output_steps(t, kernel_size, dilation, padding)
     return _UnfoldTime.apply(x, kernel_size, dilation, padding).view(b, steps_out, kernel_size * c)
 
 
@@ -85,7 +89,7 @@ class _SumTaps(torch.autograd.Function):
                 padding: int) -> Tensor:
         b, t, _, c = taps.shape
         ranges = _tap_ranges(t, kernel_size, dilation, padding)
-        steps_out = t + 2 * padding - dilation * (kernel_size - 1)
+        steps_out = output_steps(t, kernel_size, dilation, padding)
         full = [j for j, (_, first, stop) in enumerate(ranges) if first == 0 and stop == steps_out]
         if full:  # a tap that covers every output step starts the sum: no zero fill, one pass less
             shift = ranges[full[0]][0]
@@ -145,11 +149,8 @@ def conv1d_time_major(x: Tensor, conv: nn.Conv1d, path: str | None = None) -> Te
     if kernel_size == 1 and conv.padding[0] == 0:
         return F.linear(x, conv.weight.view(out_channels, in_channels), conv.bias)
     path = path or conv_path(in_channels, out_channels)
+    output_steps(x.shape[1], kernel_size, conv.dilation[0], conv.padding[0])  # a too-short input fails before any work
     if path == "sum_output_taps":
-        steps_out = x.shape[1] + 2 * conv.padding[0] - conv.dilation[0] * (kernel_size - 1)
-        if steps_out < 1:
-            raise ValueError(f"temporal conv (kernel {kernel_size}, dilation {conv.dilation[0]}, padding "
-                             f"{conv.padding[0]}) needs more than {x.shape[1]} steps")
         weight = conv.weight.permute(2, 0, 1).reshape(kernel_size * out_channels, in_channels)  # row j*C_out + o
         taps = F.linear(x, weight).view(x.shape[0], x.shape[1], kernel_size, out_channels)  # (b, T, k, C_out)
         out = _SumTaps.apply(taps, kernel_size, conv.dilation[0], conv.padding[0])
