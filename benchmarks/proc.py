@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import threading
+import time
 from pathlib import Path
 
 KIB = 1024
@@ -113,12 +114,14 @@ class TreeCpu:
     interval). Ray's daemons and workers descend
     from the driver that started them, so a sweep's whole cost is counted, whatever else the machine runs.
 
-    ``with TreeCpu() as cpu: ...; cpu.seconds``. Where ``/proc`` is missing, ``seconds`` is None.
+    ``with TreeCpu() as cpu: ...; cpu.seconds``. Where ``/proc`` is missing, ``seconds`` is None. ``timeline``:
+    ``(time.time(), CPU seconds so far)`` at every sample (:meth:`seconds_until` reads it).
     """
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self.seconds: float | None = None
+        self.timeline: list[tuple[float, float]] = []
         self._start: dict[str, float] = {}
         self._last: dict[str, float] = {}
         self._stop = threading.Event()
@@ -151,6 +154,17 @@ class TreeCpu:
         for pid, seconds in self._sample().items():
             self._start.setdefault(pid, seconds if pid == str(os.getpid()) else 0.0)
             self._last[pid] = max(self._last.get(pid, 0.0), seconds)
+        self.timeline.append((time.time(), sum(self._last[pid] - self._start.get(pid, 0.0) for pid in self._last)))
+
+    def seconds_until(self, moment: float) -> float | None:
+        """CPU seconds used from the block's start to ``moment`` (a ``time.time()``), interpolated between samples;
+        None without samples around it."""
+        before = [(t, cpu) for t, cpu in self.timeline if t <= moment]
+        after = [(t, cpu) for t, cpu in self.timeline if t > moment]
+        if not before or not after:
+            return None
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

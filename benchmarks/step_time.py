@@ -21,6 +21,10 @@ forward+backward of our implementation (matrix products and convolutions; the ba
 ``--quick`` is a seconds-long smoke run on tiny shapes (for CI): its numbers mean nothing. S3R gets a synthetic
 dictionary shaped like its OMP codes (:func:`sparse_dictionary`); ``--s3r-dictionary-scale 2`` makes enNormal's
 softmax peaked enough to produce subnormal weights, which slow the authors' execution on x86 CPUs.
+
+``--profile`` times nothing: it runs ``torch.profiler`` over ``--rounds`` steps of ours and of the authors' way
+(ours only with ``--no-baseline``), each after a warm-up step, and prints both top-op tables and a side-by-side
+table of self seconds and calls per step, per op and per GEMM/convolution input shape (:func:`compare_profiles`).
 """
 
 from __future__ import annotations
@@ -279,21 +283,75 @@ def measure_case(case: Case, device: torch.device, args: argparse.Namespace,
     return timings, flops, notes
 
 
-def profile_case(case: Case, device: torch.device, args: argparse.Namespace) -> str:
-    """``--profile``: the top ops (self CPU time) of ``args.rounds`` training steps of ours on ``case``, after one
-    warm-up step, as ``torch.profiler``'s table."""
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+            "aten::convolution_backward", "aten::_fused_adam_")
+"""Ops that ``--profile`` also lists by input shape (matrix products, oneDNN convolutions, the fused optimizer)."""
+
+
+def profile_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    """``--profile``: ``torch.profiler`` over ``args.rounds`` training steps of each implementation on ``case`` (ours
+    and, unless ``--no-baseline``, the authors' way), each after one warm-up step, one implementation at a time.
+
+    Returns ``{"tables": {impl: top-ops table}, "ops": {impl: {op: (self s, calls) per step}}, "shapes": {impl:
+    {(op, input shapes): (self s, calls) per step}}}`` (``shapes`` only for :data:`GEMM_OPS`).
+    """
     from torch.profiler import ProfilerActivity, profile
 
     x, labels = synthetic_batch(case, device)
     model, criterion, optimizer = build_ours(case, device, args.s3r_dictionary_scale)
-    step = make_step(model, lambda: criterion(model(x), labels)[0], optimizer, device)
-    step()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(args.rounds):
-            step()
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows)
+    b, name = case.batch_per_class, case.model_name
+    steps = {IMPL_OURS: make_step(model, lambda: criterion(model(x), labels)[0], optimizer, device)}
+    if not args.no_baseline:
+        base = copy.deepcopy(model)
+        xb = baseline_input(base, x)
+        steps[IMPL_PATTERN] = make_step(
+            base, lambda: LOSSES[name](FORWARDS[name](base, xb, b, criterion.k), criterion, b),
+            authors_optimizer(base, case), device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    result: dict[str, Any] = {"tables": {}, "ops": {}, "shapes": {}}
+    for impl, step in steps.items():
+        step()  # warm-up
+        with profile(activities=activities, record_shapes=True) as prof:
+            for _ in range(args.rounds):
+                step()
+        per_op = prof.key_averages()
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        result["tables"][impl] = per_op.table(sort_by=sort, row_limit=args.profile_rows)
+        result["ops"][impl] = {e.key: (_self_seconds(e, cuda) / args.rounds, e.count / args.rounds) for e in per_op}
+        result["shapes"][impl] = {
+            (e.key, str([shape for shape in e.input_shapes if shape])): (_self_seconds(e, cuda) / args.rounds,
+                                                                        e.count / args.rounds)
+            for e in prof.key_averages(group_by_input_shape=True) if e.key in GEMM_OPS}
+    return result
+
+
+def _self_seconds(event: Any, cuda: bool) -> float:
+    """An averaged profiler event's self time in seconds (device time on CUDA, CPU time otherwise)."""
+    micros = getattr(event, "self_device_time_total", 0.0) if cuda else event.self_cpu_time_total
+    return micros / 1e6
+
+
+def compare_profiles(result: dict[str, Any], rows: int) -> str:
+    """Side by side, per op and per GEMM shape: self seconds and calls per step of each implementation and, with
+    two, the difference (the second minus ours: positive where ours spends less), sorted by the larger time."""
+    impls = list(result["ops"])
+    lines = []
+    for title, table, width in (("op", result["ops"], 56), ("GEMM / conv op, input shapes", result["shapes"], 100)):
+        keys = sorted({key for per_impl in table.values() for key in per_impl},
+                      key=lambda key: -max(table[i].get(key, (0.0, 0))[0] for i in impls))[:rows]
+        header = f"{title:<{width}}" + "".join(f"  {impl[:12]:>12} s  {'calls':>6}" for impl in impls)
+        header += f"  {'diff s':>8}" if len(impls) == 2 else ""
+        lines += [header, "-" * len(header)]
+        for key in keys:
+            label = key if isinstance(key, str) else f"{key[0]} {key[1]}"
+            values = [table[i].get(key, (0.0, 0)) for i in impls]
+            line = f"{label[:width]:<{width}}" + "".join(f"  {s:>14.3f}  {c:>6.0f}" for s, c in values)
+            lines.append(line + (f"  {values[1][0] - values[0][0]:>+8.3f}" if len(impls) == 2 else ""))
+        totals = [sum(v[0] for v in table[i].values()) for i in impls]
+        line = f"{'total of this table':<{width}}" + "".join(f"  {t:>14.3f}  {'':>6}" for t in totals)
+        lines += [line + (f"  {totals[1] - totals[0]:>+8.3f}" if len(impls) == 2 else ""), ""]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -373,7 +431,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also time the authors' own classes from a checkout, e.g. rtfm=~/src/RTFM (repeatable)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     parser.add_argument("--profile", action="store_true",
-                        help="instead of timing: torch.profiler's top ops of --rounds steps of ours per case")
+                        help="instead of timing: torch.profiler's top ops of --rounds steps of ours and of the "
+                             "authors' way per case, and both side by side per op and per GEMM shape")
     parser.add_argument("--profile-rows", type=int, default=20, help="ops in each --profile table")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -411,11 +470,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         measured, failed = [], []
         if args.profile:
             profiles = report.setdefault("profiles", {})
+            print(f"float32 matmul peak before the profiles: {peaks[0] / 1e12:.3f} TFLOP/s ({peak_size}^3 sgemm)")
             for case in build_cases(models, sizes, device, args):
-                print(f"\n== profile of {case.label} ({2 * case.batch_per_class} videos/step, {args.rounds} steps, "
-                      f"ours) on {device.type}", flush=True)
-                profiles[f"{device.type} {case.label}"] = table = profile_case(case, device, args)
-                print(table, flush=True)
+                print(f"\n== profile of {case.label} ({2 * case.batch_per_class} videos/step, {args.rounds} step(s) "
+                      f"per implementation) on {device.type}", flush=True)
+                result = profile_case(case, device, args)
+                for impl, table in result["tables"].items():
+                    print(f"\n-- {impl}: top ops by self time over {args.rounds} step(s)\n{table}", flush=True)
+                comparison = compare_profiles(result, args.profile_rows)
+                print(f"\n-- per step, side by side (self seconds, calls)\n{comparison}", flush=True)
+                profiles[f"{device.type} {case.label}"] = {"tables": result["tables"], "comparison": comparison}
             continue
         for case in build_cases(models, sizes, device, args):
             print(f"   measuring {case.label} ({2 * case.batch_per_class} videos/step) ...", flush=True)

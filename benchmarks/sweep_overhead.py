@@ -1,22 +1,24 @@
 """Benchmark 3 of issue #6, ``sweep_overhead``: what Ray Tune, Optuna and MLflow add to the trials' own time.
 
     python benchmarks/sweep_overhead.py [--quick] [--trials 4] [--trial-seconds 30] [--epochs 10]
-        [--concurrency 2] [--no-concurrent-baseline] [--json PATH] [--results [PATH]]
+        [--concurrency 2] [--no-concurrent-baseline] [--compare] [--json PATH] [--results [PATH]]
 
-A sweep of ``--trials`` trials (``search.run``, in this process, on a demo-like space: TPE, a fixed number of
-epochs, no early stopping, ``--concurrency`` trials of one CPU at a time) is timed from the command's start to
-its end (the import of Ray, Optuna and MLflow included); then the same trials (the configs the sweep ran, read
-from its results) run with ``vad.train.train`` alone:
+A sweep of ``--trials`` trials (``search.run`` in a fresh process, as a user runs it, on a demo-like space: TPE, a
+fixed number of epochs, no early stopping, ``--concurrency`` trials of one CPU at a time) is timed from just before
+that process starts to its exit (the interpreter's start, every import and its end included); then the same trials
+(the configs the sweep ran, read from its results) run with ``vad.train.train`` alone:
 
 - back to back in one process, their total divided by the concurrency: the issue's yardstick;
 - in ``--concurrency`` plain processes at once, each running its share back to back: the same work with the
   same CPU contention, without Ray, Optuna or MLflow.
 
 overhead = (sweep wall - baseline) / sweep wall. The trials' length is calibrated first (``--trial-seconds``).
-Where the overhead goes is measured in the sweep's own run: Ray start, data preparation, MLflow calls made by the
-driver, each trial's launch (from Tune starting it to its trainable running) and its time beyond the same
-training alone, and the sweep's end (results, summary, MLflow parent run). ``--quick`` is a short smoke run
-(CI): its numbers mean nothing.
+Where the overhead goes is measured in the sweep's own run: when the driver is ready (imports, space, MLflow checks,
+data, Ray), Ray's start (in the background) and how long the driver waited for it, the CPU seconds all its processes
+used before the first trial started, MLflow calls made by the driver, each trial's launch (from Tune starting it to
+its trainable running) and its time beyond the same training alone, and the sweep's end (results, summary, MLflow
+parent run). ``--compare`` runs four sweeps, previous/after/after/previous (:func:`previous_start`). ``--quick`` is
+a short smoke run (CI): its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -181,54 +183,78 @@ def write_space(work: Path, config: dict[str, Any], trials: int, epochs: int, co
     return path
 
 
-def time_imports() -> float:
-    """Seconds to import what the sweep's driver imports (Ray, Tune, Optuna, MLflow, the search code); 0 once
-    imported."""
-    started = time.perf_counter()
-    import ray.tune  # noqa: F401
-
-    import search.adapters.tune  # noqa: F401
-    import search.run  # noqa: F401
-    import search.sweep.tracking  # noqa: F401
-    import search.sweep.tuner  # noqa: F401
-    return time.perf_counter() - started
-
-
-def run_sweep(space: Path, work: Path) -> dict[str, Any]:
-    """``python -m search.run`` in this process, instrumented; returns the timings and the trials' configs."""
-    imports_s = time_imports()
-    import ray
-    import ray.tune
-
-    import search.run
-    import search.sweep.tracking
-    import search.sweep.tuner
-
-    probe = Probe()
-    probe.wrap(search.run, "prepare", "prepare data")
-    probe.wrap(ray, "init", "ray start")
-    probe.wrap(search.sweep.tuner, "shutdown", "ray shutdown")
-    probe.wrap(search.run, "open_sweep", "mlflow (driver)")
-    probe.wrap(search.run, "_log_sweep_start", "mlflow (driver)")
-    probe.wrap(ray.tune.Tuner, "fit", "tuner.fit")
-    probe.wrap(search.run, "_finish", END_PHASE)
-    probe.watch_trials(search.sweep.tracking.TrialLogger)
-    for hook in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error"):
-        probe.wrap(search.sweep.tracking.TrialLogger, hook, "mlflow (driver)")
-    storage = work / "ray_results"
+def run_sweep(space: Path, work: Path, variant: str) -> dict[str, Any]:
+    """``python -m search.run`` as a user runs it, in a fresh process (:func:`sweep_child`), instrumented; timed
+    from just before that process starts (interpreter start and every import included) to its exit. Returns the
+    timings and the trials' configs."""
     tracking_uri = f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"
     store_s = create_store(tracking_uri)
-    try:
-        with TreeCpu(interval=0.5) as cpu:
-            sweep_started = time.perf_counter()
-            status = search.run.main(["--space", str(space), "--name", "overhead", "--storage", str(storage),
-                                      "--tracking-uri", tracking_uri, "--confirm-top", "0"])
-            sweep_s = time.perf_counter() - sweep_started
-    finally:
-        probe.restore()
+    spec = {"space": str(space), "storage": str(work / "ray_results"), "tracking_uri": tracking_uri,
+            "variant": variant}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with TreeCpu(interval=0.5) as cpu:
+        began = time.time()
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--sweep-child", json.dumps(spec)],
+                              capture_output=True, text=True, env=env)
+        ended = time.time()
+    line = next((line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"the sweep ended with status {proc.returncode}:\n{proc.stderr[-4000:]}")
+    child = json.loads(line[len(RESULT_PREFIX):])
+    moments = {key: value - began for key, value in child["moments"].items()}
+    first_start = min((t["started"] for t in child["trials"] if "started" in t), default=None)
+    cpu_to_first = None if first_start is None else cpu.seconds_until(first_start)
+    return {**child, "wall_s": ended - began, "cpu_s": cpu.seconds, "new_store_s": store_s, "moments": moments,
+            "cpu_to_first_trial_s": cpu_to_first,
+            "trials": [{**trial, **{k: v - began for k, v in trial.items() if isinstance(v, float) and k in
+                                    TRIAL_EVENTS}} for trial in child["trials"]]}
+
+
+TRIAL_EVENTS = ("started", "first_result", "last_result", "completed")
+
+
+def sweep_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """The sweep of :func:`run_sweep`, in this fresh process: only the light entry modules are imported before it
+    starts (the sweep imports the rest itself, as for a user), and the heavy phases are wrapped when ``_run``
+    begins, by which time the sweep has imported them."""
+    import ray
+
+    import search.run
+    import search.sweep.session
+
+    probe = Probe()
+    probe.wrap(ray, "init", "ray start")
+    probe.wrap(search.sweep.session, "shutdown", "ray shutdown")
+    probe.wrap(search.sweep.session.RayStart, "wait", "driver waits for ray")
+
+    def instrument() -> None:
+        import ray.tune
+
+        import search.sweep.tracking
+        import search.sweep.tuner
+
+        probe.wrap(search.sweep.tracking, "open_sweep", "mlflow (driver)")
+        probe.wrap(search.run, "_log_sweep_start", "mlflow (driver)")
+        probe.wrap(ray.tune.Tuner, "fit", "tuner.fit")
+        probe.wrap(search.run, "_finish", END_PHASE)
+        probe.watch_trials(search.sweep.tracking.TrialLogger)
+        for hook in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error"):
+            probe.wrap(search.sweep.tracking.TrialLogger, hook, "mlflow (driver)")
+
+    original_run = search.run._run
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        probe.moments["driver ready"] = time.time()  # imports, space, MLflow checks, data: Ray joined too
+        instrument()
+        return original_run(*args, **kwargs)
+
+    search.run._run = run
+    with previous_start(spec["variant"] == "previous"):
+        status = search.run.main(["--space", spec["space"], "--name", "overhead", "--storage", spec["storage"],
+                                  "--tracking-uri", spec["tracking_uri"], "--confirm-top", "0"])
     if status != 0:
         raise RuntimeError(f"the sweep ended with status {status}")
-    experiment = storage / "overhead"
+    experiment = Path(spec["storage"]) / "overhead"
     trials = []
     for folder in sorted(experiment.glob("trial_*")):
         result = json.loads((folder / "run" / "result.json").read_text())
@@ -236,9 +262,7 @@ def run_sweep(space: Path, work: Path) -> dict[str, Any]:
         trials.append({"trial_id": trial_id, "config": result["config"], "epochs": len(result["epochs"]),
                        "epoch_time_s": sum(e["epoch_time"] for e in result["epochs"]), **probe.trials[trial_id]})
     trials.sort(key=lambda t: t.get("started", 0.0))
-    return {"imports_s": imports_s, "sweep_s": sweep_s, "wall_s": imports_s + sweep_s, "cpu_s": cpu.seconds,
-            "new_store_s": store_s, "phases": dict(probe.seconds), "moments": probe.moments,
-            "calls": dict(probe.calls), "trials": trials}
+    return {"phases": dict(probe.seconds), "moments": probe.moments, "calls": dict(probe.calls), "trials": trials}
 
 
 def create_store(tracking_uri: str) -> float:
@@ -256,23 +280,32 @@ def create_store(tracking_uri: str) -> float:
 
 
 @contextlib.contextmanager
-def legacy_start(enabled: bool) -> Iterator[None]:
-    """While ``enabled``: a sweep starts and stops Ray as before issue 14 (with the autoscaler and log monitors, whom
-    ``ray.shutdown`` waits for; workers import nothing ahead; Tune's trial actors carry their own runtime
-    environment, so they start on new workers), for a before/after comparison in one run."""
+def previous_start(enabled: bool) -> Iterator[None]:
+    """While ``enabled``: a sweep starts Ray as it did before this change (commit 4c86176): only once the driver
+    has imported everything, read the space, checked MLflow and prepared the data, and with the dashboard's API
+    server; the fast start of issue 14 before it (no autoscaler, prestarted workers that preload) stays. (The
+    process then also ends with the interpreter's full teardown: see ``--sweep-child`` in :func:`main`.)"""
     if not enabled:
         yield
         return
-    import search.adapters.tune as adapter
-    import search.sweep.tuner as tuner
+    from ray._private import node as node_module
 
-    saved = tuner.WORKER_PRELOAD, adapter.plain_trial_actors, adapter.lean_local_node
-    tuner.WORKER_PRELOAD, adapter.plain_trial_actors = (), lambda environ: None
-    adapter.lean_local_node = lambda log_monitor: contextlib.nullcontext()
+    import search.adapters.tune as adapter
+    import search.run
+
+    real_api_server, lean, start = node_module.Node.start_api_server, adapter.lean_local_node, search.run.start_ray
+
+    @contextlib.contextmanager
+    def lean_with_api_server(*, log_monitor: bool) -> Iterator[None]:
+        with lean(log_monitor=log_monitor):
+            node_module.Node.start_api_server = real_api_server
+            yield
+
+    adapter.lean_local_node, search.run.start_ray = lean_with_api_server, lambda args: None
     try:
         yield
     finally:
-        tuner.WORKER_PRELOAD, adapter.plain_trial_actors, adapter.lean_local_node = saved
+        adapter.lean_local_node, search.run.start_ray = lean, start
 
 
 # ============================================================================================ the baselines
@@ -389,9 +422,13 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
                      a["concurrent_baseline_s"] / a["sweep_wall_s"], None])
     walls = table(["run", "wall s", "of the sweep", "CPU s (all processes)"], rows)
     phases = sweep["phases"]
-    where = [["import ray, optuna, mlflow, search", sweep["imports_s"], "once"],
-             ["prepare data (warm cache)", phases.get("prepare data", 0.0), "once"],
-             ["ray start", phases.get("ray start", 0.0), "once"],
+    where = [["process start -> the sweep's driver is ready (imports, space, MLflow checks, data, Ray joined)",
+              sweep["moments"].get("driver ready"), "once"],
+             ["  of which ray start (ray.init, begun at the command's start, in the background)",
+              phases.get("ray start", 0.0), "once"],
+             ["  of which the driver waited for ray", phases.get("driver waits for ray", 0.0), "once"],
+             ["CPU seconds of all its processes until the first trial started (wall seconds: over the cores)",
+              sweep.get("cpu_to_first_trial_s"), "once"],
              [f"mlflow calls by the driver ({sweep['calls'].get('mlflow (driver)', 0)})",
               phases.get("mlflow (driver)", 0.0), "during the sweep"],
              ["tuner.fit", phases.get("tuner.fit", 0.0), "the trials"],
@@ -441,10 +478,11 @@ def render(report: dict[str, Any], markdown: bool = False) -> str:
     return ("\n\n" if markdown else "\n").join(text)
 
 
-COMPARE_ORDER = ("before", "after", "after", "before")
+COMPARE_ORDER = ("previous", "after", "after", "previous")
 """``--compare``: the variants in run order (ABBA: a drift of the machine's load or of the driver's warm caches
 favours neither)."""
-PARTS = (("fixed_s", "fixed cost"), ("ray_start_s", "ray start"), ("fit_to_first_s", "fit -> first trial started"),
+PARTS = (("fixed_s", "fixed cost"), ("cpu_to_first_s", "CPU before the first trial (all processes)"),
+         ("ray_start_s", "ray start"), ("fit_to_first_s", "fit -> first trial started"),
          ("first_extra_s", "first trial: beyond vad.train (mean of slots)"), ("shutdown_s", "ray shutdown"),
          ("per_trial_s", "later trials: each beyond vad.train"))
 
@@ -452,7 +490,8 @@ PARTS = (("fixed_s", "fixed cost"), ("ray_start_s", "ray start"), ("fit_to_first
 def fixed_parts(sweep: dict[str, Any], analysis: dict[str, Any]) -> dict[str, float | None]:
     """One sweep's fixed cost and the components issue 14 targets (seconds)."""
     first = analysis.get("first_trial_extra_s") or []
-    return {"fixed_s": analysis.get("fixed_overhead_s"), "ray_start_s": sweep["phases"].get("ray start", 0.0),
+    return {"fixed_s": analysis.get("fixed_overhead_s"), "cpu_to_first_s": sweep.get("cpu_to_first_trial_s"),
+            "ray_start_s": sweep["phases"].get("ray start", 0.0),
             "fit_to_first_s": analysis.get("fit_to_first_trial_s"),
             "first_extra_s": sum(first) / len(first) if first else None,
             "shutdown_s": sweep["phases"].get("ray shutdown", 0.0), "per_trial_s": analysis.get("per_trial_overhead_s")}
@@ -462,7 +501,7 @@ def render_compare(runs: list[dict[str, Any]], markdown: bool = False) -> str:
     """The ``--compare`` table: each sweep's fixed cost and its parts, then each variant's mean +- half its range."""
     table = markdown_table if markdown else format_table
     rows = [[f"{i + 1}. {run['variant']}", *(run[key] for key, _ in PARTS)] for i, run in enumerate(runs)]
-    for variant in ("before", "after"):
+    for variant in ("previous", "after"):
         mine = [run for run in runs if run["variant"] == variant]
         cells = []
         for key, _ in PARTS:
@@ -478,8 +517,9 @@ def results_section(report: dict[str, Any]) -> str:
 
     text = render(report, markdown=True)
     if report.get("compare"):
-        text += ("\n\nBefore/after the fast start of issue 14 (``--compare``: four sweeps in this run, in the order "
-                 "shown; the driver's imports counted in each):\n\n" + render_compare(report["compare"], markdown=True))
+        text += ("\n\nPrevious/after (``--compare``: four sweeps in this run, in the order shown, each a fresh "
+                 "process, its imports included; previous = Ray begun after the driver's imports, space and data, "
+                 "with the dashboard's API server):\n\n" + render_compare(report["compare"], markdown=True))
     return run_line(report.get("command") or "python benchmarks/sweep_overhead.py --results") + "\n\n" + text
 
 
@@ -495,12 +535,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once, one CPU each")
     parser.add_argument("--no-concurrent-baseline", action="store_true", help="skip the plain concurrent baseline")
     parser.add_argument("--compare", action="store_true",
-                        help="four sweeps, before/after/after/before the fast start of issue 14 (see legacy_start): "
-                             "the fixed cost of each, side by side")
+                        help="four sweeps, previous/after/after/previous: Ray begun at the command's start, without "
+                             "the dashboard's API server, or not (see previous_start); the fixed cost of each")
     parser.add_argument("--workdir", type=Path, default=None, help="where the sweep and caches go (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     add_output_arguments(parser, "sweep_overhead")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-child", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -509,6 +550,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.child:
         print(RESULT_PREFIX + json.dumps(child_baseline(json.loads(args.child))), flush=True)
         return None
+    if args.sweep_child:  # ends as `python -m search.run` ends (vad.cli_errors.exit_now; previously sys.exit)
+        from vad.cli_errors import exit_now
+
+        spec = json.loads(args.sweep_child)
+        print(RESULT_PREFIX + json.dumps(sweep_child(spec)), flush=True)
+        if spec["variant"] == "previous":
+            return None
+        exit_now(0)
     trials = args.trials or (2 if args.quick else 6)
     epochs = args.epochs or (2 if args.quick else 10)
     trial_seconds = args.trial_seconds or (2.0 if args.quick else 30.0)
@@ -523,11 +572,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         print(f"   {calibration['steps_per_epoch']} steps per epoch (predicted {calibration['predicted_trial_s']:.1f} "
               f"s a trial)\n== the sweep: {trials} trials, {args.concurrency} at a time", flush=True)
         space = write_space(work, config, trials, epochs, args.concurrency)
-        runs, imports_s = [], time_imports()  # paid once per process: counted in each sweep
+        runs = []
         for index, variant in enumerate(COMPARE_ORDER if args.compare else ("after",)):
-            with legacy_start(variant == "before"):
-                runs.append({"variant": variant, "sweep": run_sweep(space, work / f"run-{index}")})
-            runs[-1]["sweep"].update(imports_s=imports_s, wall_s=imports_s + runs[-1]["sweep"]["sweep_s"])
+            runs.append({"variant": variant, "sweep": run_sweep(space, work / f"run-{index}", variant)})
         sweep = next(run["sweep"] for run in reversed(runs) if run["variant"] == "after")
         configs = [trial["config"] for trial in sweep["trials"]]
         print(f"   {sweep['wall_s']:.1f} s\n== the same trials with vad.train, back to back", flush=True)

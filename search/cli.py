@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vad.cli_errors import EXIT_ERROR, add_debug_flag, error_line
 
 if TYPE_CHECKING:
+    from search.sweep.session import RayStart
     from search.sweep.space import SearchSpace
 
 TRACKING_URI_HELP = "MLflow tracking URI (default: sqlite:///<cwd>/mlruns/mlflow.db)"
@@ -59,8 +60,9 @@ def tune_errors() -> tuple[type[Exception], ...]:
     """What refuses a run before or while Tune starts: printed as ``error: ...``, exit status 2."""
     from search.sweep.record import SweepStateError
     from search.sweep.resources import ResourceError
+    from search.sweep.session import ClusterError
     from search.sweep.space import SpaceError
-    from search.sweep.tuner import ClusterError, DataError
+    from search.sweep.tuner import DataError
     from vad.config import ConfigError
 
     return SpaceError, ConfigError, SweepStateError, ResourceError, ClusterError, DataError
@@ -79,25 +81,25 @@ def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Nam
         return EXIT_ERROR
 
 
+def start_ray(args: argparse.Namespace) -> RayStart:
+    """Ray joined or started for the command (``--address``, ``--log-to-driver``; quiet unless ``--verbose``), begun
+    in the background now: :class:`search.sweep.session.RayStart`, handed to :func:`tune_session` later."""
+    from search.sweep.session import RayStart
+
+    return RayStart.begin(args.address, args.log_to_driver, quiet=not getattr(args, "verbose", False))
+
+
 @contextlib.contextmanager
-def tune_session(space: SearchSpace, args: argparse.Namespace) -> Iterator[Any]:
-    """Tune's defaults, the space's data prepared once (yielded), and Ray joined or started for the block (with
-    ``--address`` and ``--log-to-driver``), shut down afterwards when this call started it. Without ``--verbose``
-    the libraries' narrating INFO lines are silenced (:func:`search.sweep.progress.quiet_libraries`)."""
-    from search.sweep.tuner import connect, prepare, set_tune_defaults
+def tune_session(space: SearchSpace, args: argparse.Namespace, ray_start: RayStart | None = None) -> Iterator[Any]:
+    """The space's data prepared once (yielded), and Ray joined or started for the block (``ray_start``, begun
+    earlier by :func:`start_ray`, else begun here), shut down afterwards when this command started it. Without
+    ``--verbose`` the libraries' narrating INFO lines are silenced (:func:`search.sweep.session.quiet_libraries`)."""
+    from search.sweep.tuner import prepare
 
-    verbose = bool(getattr(args, "verbose", False))
-    set_tune_defaults()
-    if not verbose:
-        from search.sweep.progress import quiet_libraries
-
-        quiet_libraries()
-    prepared = prepare(space)
-    started = connect(args.address, args.log_to_driver, quiet=not verbose)
+    ray_start = ray_start or start_ray(args)
     try:
+        prepared = prepare(space)
+        ray_start.wait()
         yield prepared
     finally:
-        if started:
-            from search.sweep.tuner import shutdown
-
-            shutdown()
+        ray_start.close()

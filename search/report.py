@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from search.cli import TRACKING_URI_HELP, make_parser, run_command
 
@@ -67,6 +66,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from vad.cli_errors import run_main
+    from vad.cli_errors import exit_now, run_main
 
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

@@ -12,7 +12,6 @@ end the protocols of ``search.report`` are applied to every seed and their mean 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
+from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, start_ray, tune_errors
 
 if TYPE_CHECKING:  # MLflow, Ray and torch are imported when a retrain runs, not for --help
     from search.reporting.data import TrackedRun
     from search.sweep.record import SweepPaths
+    from search.sweep.session import RayStart
     from search.sweep.space import SearchSpace
 
 EXAMPLES = [
@@ -51,9 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from search.reporting.data import ReportError
+    ray_start = start_ray(args)  # Ray starts while this process reads the sweep from MLflow (search.run's way)
+    try:
+        from search.reporting.data import ReportError
 
-    return run_command(retrain, args, (*tune_errors(), ReportError))
+        return run_command(lambda parsed: retrain(parsed, ray_start), args, (*tune_errors(), ReportError))
+    finally:
+        ray_start.close()
 
 
 class SweepSource:
@@ -96,7 +100,7 @@ class SweepSource:
         return folder.parent if folder.name and folder.is_dir() else None
 
 
-def retrain(args: argparse.Namespace) -> int:
+def retrain(args: argparse.Namespace, ray_start: RayStart | None = None) -> int:
     from search.cli import tune_session
     from search.reporting.data import RETRAIN
     from search.sweep.record import SweepPaths, SweepStateError, check_name
@@ -119,7 +123,7 @@ def retrain(args: argparse.Namespace) -> int:
     print(f"Retraining the best config of sweep {args.sweep} (trial {best.label if best else '?'}) with seeds "
           f"{', '.join(map(str, seeds))} as {name}", flush=True)
 
-    with tune_session(space, args) as prepared:
+    with tune_session(space, args, ray_start) as prepared:
         space, plan = plan_trials(space)
         from vad.builders import resolve_config
 
@@ -213,6 +217,6 @@ def finish(source: SweepSource, name: str, paths: SweepPaths, finished_trials: i
 
 
 if __name__ == "__main__":
-    from vad.cli_errors import run_main
+    from vad.cli_errors import exit_now, run_main
 
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

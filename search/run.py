@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
+from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, start_ray, tune_errors
 
 if TYPE_CHECKING:  # Ray, MLflow, Optuna and torch are imported when a sweep runs, not for --help
     from search.sweep.record import SweepPaths, SweepRecord
+    from search.sweep.session import RayStart
     from search.sweep.space import SearchSpace
     from search.sweep.tracking import TrackingTarget
 
@@ -68,14 +69,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from search.sweep.tracking import SweepExistsError
+    # A new sweep begins Ray now, in the background: its processes and workers start while this process imports
+    # MLflow, Optuna and torch and reads the space (a resume first checks that there is something to resume).
+    _sigterm_as_ctrl_c()
+    ray_start = start_ray(args) if args.resume is None else None
+    try:
+        from search.sweep.tracking import SweepExistsError
 
-    return run_command(run_sweep, args, (*tune_errors(), SweepExistsError))
+        return run_command(lambda parsed: run_sweep(parsed, ray_start), args, (*tune_errors(), SweepExistsError))
+    finally:
+        if ray_start is not None:
+            ray_start.close()
 
 
-def run_sweep(args: argparse.Namespace) -> int:
+def run_sweep(args: argparse.Namespace, ray_start: RayStart | None = None) -> int:
     """The whole sweep; returns the exit status (0 done, 1 interrupted, 2 refused). The sweep's folders are left in
-    ``args.sweep_paths`` (what :func:`search.api.run_sweep` reads its results from)."""
+    ``args.sweep_paths`` (what :func:`search.api.run_sweep` reads its results from). ``ray_start``: Ray begun
+    earlier (:func:`search.cli.start_ray`); otherwise it begins once the sweep is checked."""
     from search.cli import tune_session
     from search.sweep.record import SweepRecord, SweepStateError, new_sweep, now, resumed_sweep
     from search.sweep.space import load_space
@@ -120,7 +130,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     try:
         record = recorded_settings(record, space, args.confirm_top, args.confirm_seeds, resume=resume)
-        with tune_session(space, args) as prepared:
+        with tune_session(space, args, ray_start) as prepared:
             status = _run(space, paths, record, tracking_uri, resume, prepared, show_test=args.show_test,
                           verbose=args.verbose, optuna_storage=optuna_storage)
     except BaseException as exc:
@@ -344,6 +354,6 @@ def hide_password(url: str) -> str:
 
 
 if __name__ == "__main__":
-    from vad.cli_errors import run_main
+    from vad.cli_errors import exit_now, run_main
 
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

@@ -287,6 +287,27 @@ def test_run_main_turns_any_failure_into_one_line_and_status_2(capsys):
         run_main(broken, ["--debug"])
 
 
+def test_exit_now_keeps_the_status_the_output_the_atexit_work_and_the_threads(tmp_path):
+    script = f"""
+import atexit, pathlib, sys, threading, time, logging
+from vad.cli_errors import exit_now
+out = pathlib.Path({str(tmp_path)!r})
+logging.basicConfig(filename=out / "log.txt", level=logging.INFO)
+logging.info("logged")  # flushed by logging's atexit handler
+atexit.register(lambda: (out / "atexit.txt").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread.txt").write_text("done"))).start()
+sys.stdout.write("no newline, still buffered")
+print("to stderr", file=sys.stderr, end="")
+exit_now(3)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 3
+    assert result.stdout == "no newline, still buffered" and result.stderr == "to stderr"
+    assert (tmp_path / "atexit.txt").read_text() == "ran" and (tmp_path / "thread.txt").read_text() == "done"
+    assert "logged" in (tmp_path / "log.txt").read_text()
+
+
 def test_error_lines_for_the_libraries_and_the_disk():
     class MlflowException(Exception):
         message = "RESOURCE_DOES_NOT_EXIST: Run 'abc' not found\nmore detail"

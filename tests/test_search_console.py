@@ -143,7 +143,7 @@ def test_a_sweeps_console_mlflow_runs_and_optuna_study(tmp_path):
 def test_notices_a_user_cannot_act_on_are_dropped_and_warnings_stay(caplog):
     import logging
 
-    from search.sweep.progress import quiet_libraries
+    from search.sweep.session import quiet_libraries
 
     quiet_libraries()
     quiet_libraries()  # idempotent: one filter per logger

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ray.tune.execution.class_cache import _ActorClassCache
 
-from search.adapters.tune import plain_trial_actors, tune_actor_env_vars
-from search.sweep.tuner import WORKER_PRELOAD, connect, shutdown
+from search.adapters.tune import TUNE_ACTOR_ENV, plain_trial_actors
+from search.sweep.session import WORKER_PRELOAD, connect, shutdown
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `benchmarks` is a folder of scripts, not an installed package
@@ -32,14 +32,14 @@ def _runtime_env(remote) -> dict:
 
 
 def test_trial_actors_lose_their_runtime_env_only_where_the_workers_inherit_it(restore_tune):
-    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": tune_actor_env_vars()}
-    plain_trial_actors({**tune_actor_env_vars(), "OTHER": "x"})
+    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": TUNE_ACTOR_ENV}
+    plain_trial_actors({**TUNE_ACTOR_ENV, "OTHER": "x"})
     assert _runtime_env(_ActorClassCache().get(_Trainable)) == {}
     plain_trial_actors({})  # PL_DISABLE_FORK not in the raylet's environment: Tune's own runtime env stays
-    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": tune_actor_env_vars()}
-    plain_trial_actors(tune_actor_env_vars())
+    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": TUNE_ACTOR_ENV}
+    plain_trial_actors(TUNE_ACTOR_ENV)
     plain_trial_actors(None)  # a joined cluster, or after the shutdown: Tune's behaviour again
-    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": tune_actor_env_vars()}
+    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": TUNE_ACTOR_ENV}
 
 
 def _worker_pids(raylet_pid: int) -> set[int]:
@@ -90,7 +90,7 @@ def test_a_local_sweeps_trials_run_on_the_prestarted_preloaded_workers_and_reuse
     finally:
         shutdown()
     assert not ray.is_initialized()
-    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": tune_actor_env_vars()}
+    assert _runtime_env(_ActorClassCache().get(_Trainable)) == {"env_vars": TUNE_ACTOR_ENV}
 
 
 def test_the_benchmarks_before_after_table_gives_each_variants_mean_and_half_range():
@@ -101,8 +101,8 @@ def test_the_benchmarks_before_after_table_gives_each_variants_mean_and_half_ran
     def run(variant: str, fixed: float) -> dict:
         return {"variant": variant, **{key: 1.0 for key, _ in PARTS}, "fixed_s": fixed, "per_trial_s": None}
 
-    text = render_compare([run("before", 15.0), run("after", 9.0), run("after", 11.0), run("before", 12.0)])
-    before = next(line for line in text.splitlines() if line.startswith("before (mean"))
+    text = render_compare([run("previous", 15.0), run("after", 9.0), run("after", 11.0), run("previous", 12.0)])
+    before = next(line for line in text.splitlines() if line.startswith("previous (mean"))
     after = next(line for line in text.splitlines() if line.startswith("after (mean"))
     assert re.search(r"\b13\.50 \+- 1\.50\b", before) and re.search(r"\b10\.00 \+- 1\.00\b", after)
     assert after.rstrip().endswith("-")  # no steady-state trial in any run: no figure, not a zero

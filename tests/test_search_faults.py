@@ -336,12 +336,13 @@ def wait_for(condition, timeout: float, process: subprocess.Popen, what: str) ->
 
 
 def two_slow_trials(folder: Path) -> Path:
-    """A space of two one-at-a-time trials of 6 slow epochs (time to act on a running driver), no confirmation."""
+    """A space of two one-at-a-time trials of 6 slow epochs (time to act on a running driver: about 10 s a trial,
+    more than a second driver takes to be refused), no confirmation."""
     return write_space(folder, {"search": {"sampler": "random", "num_samples": 2, "epochs": 6, "seed": 1},
                                 "scheduler": {"name": "fifo"}, "confirm": {"top": 0},
                                 "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
                                 "params": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}}},
-                       base_config(steps_per_epoch=25))
+                       base_config(steps_per_epoch=80))
 
 @pytest.mark.slow
 def test_a_second_driver_is_refused_and_sigterm_stops_the_first_resumably(tmp_path, tmp_path_factory):
@@ -526,7 +527,7 @@ def test_a_sweep_whose_storage_fills_up_stops_and_resumes_once_space_is_freed(tm
 
 
 def test_a_token_file_others_can_read_is_warned_about(tmp_path, capsys):
-    from search.sweep.tuner import warn_token_mode
+    from search.sweep.session import warn_token_mode
 
     token = tmp_path / "auth_token"
     token.write_text("secret")
@@ -540,7 +541,7 @@ def test_a_token_file_others_can_read_is_warned_about(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_local_ray_started_for_a_sweep_listens_on_loopback_only():
-    script = ("import ray; from search.sweep.tuner import connect; connect(None, False, quiet=True); "
+    script = ("import ray; from search.sweep.session import connect; connect(None, False, quiet=True); "
               "print(ray.get_runtime_context().gcs_address); ray.shutdown()")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env(), capture_output=True, text=True,
                             timeout=120, start_new_session=True)

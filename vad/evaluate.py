@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vad.cli_errors import error_line, run_main
+from vad.cli_errors import error_line, exit_now, run_main
 
 if TYPE_CHECKING:
     from vad.config import TrainConfig
@@ -142,4 +142,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

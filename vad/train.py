@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vad.cli_errors import error_line, run_main
+from vad.cli_errors import error_line, exit_now, run_main
 
 _LIBRARY = ("train", "TrainResult", "print_report", "evaluate_selected", "Report")
 
@@ -72,4 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

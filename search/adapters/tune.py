@@ -1,7 +1,9 @@
 """Ray internals, in one place: the rung history and trial bookkeeping of Tune's ``AsyncHyperBandScheduler``, the
 switch that makes a local Ray listen on 127.0.0.1 only (:func:`loopback_only`), and what makes a local Ray start and
-stop fast: no autoscaler monitor (``ray.shutdown`` waited a second for it) and no unused log monitor
-(:func:`lean_local_node`), and Tune's trial actors on the workers Ray prestarts (:func:`plain_trial_actors`).
+stop fast: no autoscaler monitor (``ray.shutdown`` waited a second for it), no dashboard API server and no unused
+log monitor (:func:`lean_local_node`), and Tune's trial actors on the workers Ray prestarts
+(:func:`plain_trial_actors`). Importing this module imports Ray but not Tune, so a start can begin before Tune is
+imported (:class:`search.sweep.session.RayStart`).
 
 :class:`search.sweep.scheduler.PersistentASHA` saves and restores ASHA's rungs (Tune pickles the scheduler only when a
 sweep starts) and needs the scheduler's own settings and trial table; Tune has no public accessor for any of them.
@@ -10,16 +12,26 @@ sweep starts) and needs the scheduler's own settings and trial table; Tune has n
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.tune.schedulers import AsyncHyperBandScheduler
 
 from search.adapters import AdapterError, require
 
+if TYPE_CHECKING:
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
 ADAPTER = "search/adapters/tune.py"
+RAY_INIT_IMPORTS = ("ray._common.usage.usage_lib", "ray._private.runtime_env.uv_runtime_env_hook",
+                    "ray._private.thirdparty.pynvml", "ray.dashboard")
+"""The Ray modules Ray 2.60's ``ray.init`` imports on its first call (beyond ``import ray``), imported before
+:class:`search.sweep.session.RayStart`'s thread calls it (two of them are in Tune's import tree too)."""
+TUNE_ACTOR_ENV = {"PL_DISABLE_FORK": "1"}
+"""The variables Tune 2.60 sets in its trial actors' runtime environment (its private ``DEFAULT_ENV_VARS``, read
+without importing Tune; :func:`check` compares them)."""
 
 
 def rungs(scheduler: AsyncHyperBandScheduler) -> list[tuple[float, dict[str, float]]]:
@@ -80,26 +92,34 @@ def loopback_only(enabled: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def lean_local_node(*, log_monitor: bool) -> Iterator[None]:
     """A local Ray started in the block runs without the autoscaler monitor (a one-node Ray started for one sweep
-    has nothing to scale) and, unless ``log_monitor``, without the log monitor (which only forwards the workers'
-    output to a driver that asked for it, ``log_to_driver``): two Python processes fewer to start, on CPUs the
-    sweep's first trials are waiting for. Ray 2.60's ``ray.init`` does not expose the node's ``no_monitor`` and
-    ``include_log_monitor``: they are set on the ``RayParams`` the private ``Node`` receives, for the start only."""
+    has nothing to scale), without the dashboard's API server (which Ray 2.60 starts even with
+    ``include_dashboard=False``; a sweep uses neither the dashboard nor the job and state APIs it serves) and, unless
+    ``log_monitor``, without the log monitor (which only forwards the workers' output to a driver that asked for it,
+    ``log_to_driver``): three Python processes fewer to start, on CPUs the sweep's first trials are waiting for.
+    Ray 2.60's ``ray.init`` does not expose the node's ``no_monitor`` and ``include_log_monitor``: they are set on the
+    ``RayParams`` the private ``Node`` receives, and its ``start_api_server`` is skipped, for the start only."""
     from ray._private import node as node_module
 
-    original = node_module.Node.__init__
+    original_init, original_api_server = node_module.Node.__init__, node_module.Node.start_api_server
 
     def init(self: Any, ray_params: Any, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("head") and not kwargs.get("connect_only"):
             ray_params.no_monitor = True
             if not log_monitor:
                 ray_params.include_log_monitor = False
-        original(self, ray_params, *args, **kwargs)
+        original_init(self, ray_params, *args, **kwargs)
 
-    node_module.Node.__init__ = init
+    def no_api_server(self: Any, *, include_dashboard: bool | None, raise_on_failure: bool) -> None:
+        if include_dashboard:
+            original_api_server(self, include_dashboard=include_dashboard, raise_on_failure=raise_on_failure)
+        else:
+            self._webui_url = None
+
+    node_module.Node.__init__, node_module.Node.start_api_server = init, no_api_server
     try:
         yield
     finally:
-        node_module.Node.__init__ = original
+        node_module.Node.__init__, node_module.Node.start_api_server = original_init, original_api_server
 
 
 def plain_trial_actors(environ: Mapping[str, str] | None) -> None:
@@ -131,16 +151,11 @@ def plain_trial_actors(environ: Mapping[str, str] | None) -> None:
     cache_class.get = get
 
 
-def tune_actor_env_vars() -> dict[str, str]:
-    """The variables Tune sets in its trial actors' runtime environment (``PL_DISABLE_FORK=1``)."""
-    from ray.tune.execution import class_cache
-
-    return dict(class_cache.DEFAULT_ENV_VARS)
-
-
 def check() -> None:
     """Verify on a real ``AsyncHyperBandScheduler`` of the installed Ray that every internal above exists with the
     shape this module expects; :class:`search.adapters.AdapterError` otherwise."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
     scheduler = AsyncHyperBandScheduler(time_attr="epoch", metric="m", mode="min", max_t=4, grace_period=1,
                                         reduction_factor=2, brackets=1)
 
@@ -149,6 +164,12 @@ def check() -> None:
 
     from ray._private import ray_constants
 
+    for name in RAY_INIT_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise AdapterError(f"ray {ray.__version__}: {name} cannot be imported ({ADAPTER} relies on it): "
+                               f"{exc}") from None
     require("ray", ray.__version__, ADAPTER, ray_constants, "ENABLE_RAY_CLUSTER", bool)
     require("ray", ray.__version__, ADAPTER, ray_constants, "PROCESS_TYPE_MONITOR", str)
     from ray._private import node as node_module
@@ -162,10 +183,17 @@ def check() -> None:
     if list(signature)[:2] != ["self", "ray_params"] or not {"head", "connect_only"} <= set(signature):
         raise AdapterError(f"ray {ray.__version__}: Node.__init__ no longer takes (ray_params, head=, connect_only=) "
                            f"({ADAPTER} relies on it)")
+    api_server = inspect.signature(node_module.Node.start_api_server).parameters
+    if list(api_server) != ["self", "include_dashboard", "raise_on_failure"] or "_webui_url" not in \
+            inspect.getsource(node_module.Node.start_api_server):
+        raise AdapterError(f"ray {ray.__version__}: Node.start_api_server(include_dashboard=, raise_on_failure=) no "
+                           f"longer sets _webui_url ({ADAPTER} relies on it)")
     require("ray", ray.__version__, ADAPTER, ray._private.worker, "_global_node", object)
     from ray.tune.execution import class_cache
 
-    require("ray[tune]", ray.__version__, ADAPTER, class_cache, "DEFAULT_ENV_VARS", dict)
+    if require("ray[tune]", ray.__version__, ADAPTER, class_cache, "DEFAULT_ENV_VARS", dict) != TUNE_ACTOR_ENV:
+        raise AdapterError(f"ray[tune] {ray.__version__}: Tune's trial actors get {class_cache.DEFAULT_ENV_VARS}, not "
+                           f"TUNE_ACTOR_ENV {TUNE_ACTOR_ENV} ({ADAPTER} relies on it)")
     cache = require("ray[tune]", ray.__version__, ADAPTER, class_cache, "_ActorClassCache", type)()
     remote = cache.get(_Trial)
     if not isinstance(getattr(remote, "_default_options", None), dict) or not isinstance(cache._cache, dict):

@@ -2,13 +2,12 @@
 
 :class:`SweepProgress` is a Tune callback (``search.sweep.tuner`` adds it unless ``--verbose`` asks for Ray's own status
 table). The bar shows trials done / total, how many run, elapsed time and ETA, and the best ranking value so far
-with its trial (``t003``); each finished trial adds one line above it. :func:`quiet_libraries` silences the lines a
-user cannot act on (MLflow's database creation, Optuna's "new study", Ray's start-up INFO lines); warnings stay.
+with its trial (``t003``); each finished trial adds one line above it. The lines a user cannot act on are silenced
+by :func:`search.sweep.session.quiet_libraries`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 from typing import Any
@@ -18,43 +17,6 @@ from ray.tune import Callback
 from search.sweep.naming import trial_number
 
 FINISHED = ("TERMINATED", "ERROR")
-QUIET_LOGGERS = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.tracking.fluent",
-                 "ray.tune.tune", "ray.tune.impl.tuner_internal")
-"""Loggers whose INFO lines only narrate internals (database migrations, where Tune keeps its driver files)."""
-
-
-NOTICES = {
-    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
-    "ray.tune.utils.util": "which may be a performance bottleneck",
-}
-"""``{logger: text}`` of warnings a sweep's user cannot act on: a new local cluster uses Ray's default (token
-authentication); Tune timing its callbacks (the MLflow writes of a busy driver)."""
-
-
-class _DropNotice(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in str(record.msg)
-
-
-def quiet_libraries() -> None:
-    """Lower the chatty INFO loggers of MLflow, Alembic, Optuna and Tune to WARNING (their warnings still show),
-    and drop the :data:`NOTICES` (a local cluster keeps its token authentication)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for name, text in NOTICES.items():
-        chatty = logging.getLogger(name)
-        if not any(isinstance(f, _DropNotice) for f in chatty.filters):
-            chatty.addFilter(_DropNotice(text))
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:  # pragma: no cover - optuna is a dependency
-        pass
 
 
 def format_value(value: float | None) -> str:

@@ -1,18 +1,15 @@
 """The Ray Tune machinery shared by ``search.run`` (a sweep, then its confirmation) and ``search.retrain`` (a best
 config, several seeds): joining Ray, preparing the data once, checking the trial resources, building the ``Tuner``
 over the function trainable (Optuna's proposals, or a fixed list of points), and fitting it so that every MLflow run
-ends FINISHED, FAILED or KILLED whatever happens.
+ends FINISHED, FAILED or KILLED whatever happens. Joining or starting Ray itself: :mod:`search.sweep.session`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from search.sweep.naming import trial_number
@@ -22,104 +19,9 @@ from search.sweep.space import SearchSpace
 from search.sweep.tracking import SweepFacts, TrackingTarget, TrialLogger
 from search.sweep.trainable import TrialSetup, run_trial, trial_dirname
 
-TUNE_DEFAULTS = {
-    "TUNE_GLOBAL_CHECKPOINT_S": "20",  # experiment snapshots every 20 s: cheap, and a resume replays little
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",  # the classic status table, which honours the reporter's metric columns
-    # Tune's own per-trial loggers: only the JSON one is kept (passed explicitly: search.sweep.tracking reads its
-    # result.json to backfill MLflow after a crash); the CSV and TensorBoard copies of every result cost the
-    # driver CPU that the trials need, and MLflow already holds every epoch.
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-}
-LOCAL_RAY_DEFAULTS = {
-    # A local Ray started for one sweep has no dashboard to feed: its agent's per-process statistics (psutil over
-    # every worker, every 5 s by default) only take CPU from the trials.
-    "REPORTER_UPDATE_INTERVAL_MS": "60000",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-WORKER_PRELOAD = ("torch", "ray.tune", "vad.training", "vad.prepare", "search.sweep.trainable")
-"""What every worker of a local Ray started for a sweep imports as it starts (Ray's ``preload_python_modules``):
-the raylet prestarts one worker per CPU at ``ray.init``, and they import Tune, torch and the training code while the
-driver opens MLflow and Optuna, so the first trials start on ready workers (see
-:func:`search.adapters.tune.plain_trial_actors`). A module that fails to import is only logged by the worker."""
-
-
-class ClusterError(ValueError):
-    """The Ray cluster given by ``--address`` cannot be joined."""
-
 
 class DataError(ValueError):
     """The space's dataset cannot be prepared (missing files, ``$VAD_DATA`` unset, malformed lists)."""
-
-
-def set_tune_defaults() -> None:
-    """Tune's environment settings the toolkit relies on (unless the user set them)."""
-    for key, value in TUNE_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-def connect(address: str | None, log_to_driver: bool, *, quiet: bool = False) -> bool:
-    """Join ``address`` (or ``$RAY_ADDRESS``), else start a new local Ray (no dashboard; ``quiet``: without Ray's
-    INFO lines, which stay when joining a cluster); returns whether this call connected. Trials on a joined
-    cluster get the cache folder (and ``$VAD_DATA``) as absolute paths. A local Ray starts without the autoscaler
-    and (unless ``log_to_driver``) the log monitor, its workers preload :data:`WORKER_PRELOAD`, and Tune's trial
-    actors run on them (no per-actor runtime environment): see :mod:`search.adapters.tune`."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    from vad.paths import cache_root
-
-    env = {"VAD_CACHE_DIR": str(cache_root())}
-    if os.environ.get("VAD_DATA"):
-        env["VAD_DATA"] = str(Path(os.environ["VAD_DATA"]).expanduser().resolve())
-    address = address or os.environ.get("RAY_ADDRESS")
-    from search.adapters.tune import lean_local_node, loopback_only, plain_trial_actors, tune_actor_env_vars
-
-    if not address:  # the workers inherit the raylet's environment, which is this process's at ray.init
-        for key, value in {**LOCAL_RAY_DEFAULTS, **tune_actor_env_vars()}.items():
-            os.environ.setdefault(key, value)
-    try:  # "local": a new instance, never a cluster some earlier `ray start` left registered on this machine
-        lean = lean_local_node(log_monitor=log_to_driver) if not address else contextlib.nullcontext()
-        with loopback_only(not address), lean:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=log_to_driver,
-                     logging_level=logging.WARNING if quiet and not address else logging.INFO,
-                     runtime_env={"env_vars": env} if address else None,
-                     _system_config=None if address else {"preload_python_modules": list(WORKER_PRELOAD)})
-    except ConnectionError as exc:
-        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
-                "; a cluster started with token authentication (Ray's default when ~/.ray/auth_token exists) "
-                "needs RAY_AUTH_MODE=token in the driver's environment")
-        raise ClusterError(f"--address {address}: {exc}{hint}") from None
-    if address:  # a local Ray listens on 127.0.0.1 only; a cluster's token is what guards it
-        warn_token_mode()
-    plain_trial_actors(None if address else os.environ)
-    return True
-
-
-def shutdown() -> None:
-    """``ray.shutdown()``, then Tune's own trial actors again (:func:`search.adapters.tune.plain_trial_actors`
-    applies to the local Ray :func:`connect` started only)."""
-    import ray
-
-    from search.adapters.tune import plain_trial_actors
-
-    try:
-        ray.shutdown()
-    finally:
-        plain_trial_actors(None)
-
-
-def warn_token_mode(token: Path | None = None) -> None:
-    """One warning line when Ray's token file (``~/.ray/auth_token``) can be read by other local users."""
-    token = token or Path.home() / ".ray" / "auth_token"
-    try:
-        mode = token.stat().st_mode & 0o777
-    except OSError:
-        return
-    if mode & 0o077:
-        print(f"warning: {token} (Ray's cluster token) has mode {mode:o}: other local users can read it; "
-              f"run chmod 600 {token}", file=sys.stderr, flush=True)
 
 
 def prepare(space: SearchSpace) -> Any:

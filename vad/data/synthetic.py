@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from vad.cli_errors import add_debug_flag, error_line, run_main
+from vad.cli_errors import add_debug_flag, error_line, exit_now, run_main
 from vad.data.config import DatasetConfig
 from vad.paths import cache_root
 
@@ -861,4 +861,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

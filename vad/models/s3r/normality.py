@@ -50,8 +50,32 @@ class EnNormal(nn.Module):
         return affinity @ values
 
 
+class _TimeMean(torch.autograd.Function):
+    """``avg_pool1d`` over the whole time axis whose backward is ``grad / T`` broadcast over time (a view).
+
+    ``avg_pool1d``'s own backward zero-fills a ``(b, C, T)`` gradient and, on the transposed views of time-major
+    activations S3R passes it, copies its input to channels-last first: two activation-sized passes per call. The
+    window covers every step once, so each input gradient is exactly ``grad / T``: the same values, bit for bit.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        ctx.shape = x.shape
+        return F.avg_pool1d(x, x.shape[-1])
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        return (grad / ctx.shape[-1]).expand(ctx.shape)
+
+
 def time_mean(x: Tensor) -> Tensor:
-    """``(b, C, T) -> (b, C, 1)`` mean over time, with the authors' op (``avg_pool1d``) so the rounding is theirs."""
+    """``(b, C, T) -> (b, C, 1)`` mean over time, with the authors' op (``avg_pool1d``) so the rounding is theirs.
+
+    Float32/float64: the backward is :class:`_TimeMean`'s (bit-identical to ``avg_pool1d``'s, without its
+    activation-sized fill and copy); other dtypes run ``avg_pool1d`` as it is.
+    """
+    if x.dtype in (torch.float32, torch.float64):
+        return _TimeMean.apply(x)
     return F.avg_pool1d(x, x.shape[-1])
 
 
