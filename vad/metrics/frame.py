@@ -46,14 +46,41 @@ def _scores_and_labels(scores: object, labels: object, what: str) -> tuple[np.nd
     return score_array, label_array
 
 
+def _runs(
+    scores: np.ndarray, labels: np.ndarray, breaks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal consecutive scores (the frames of one snippet share its score): per run ``(score, positive
+    frames, frames, first position)``, each ``(R,)``; ``breaks``: positions where a run starts anyway (videos).
+
+    Ranking counts need only these (ties count together anyway), so sorting the runs instead of the frames gives
+    the same curve from a 16x shorter sort.
+    """
+    starts = np.flatnonzero(scores[1:] != scores[:-1]) + 1
+    if breaks is not None:
+        starts = np.union1d(starts, breaks[(breaks > 0) & (breaks < scores.size)])
+    starts = np.r_[0, starts].astype(np.int64)
+    positives = np.add.reduceat(labels, starts, dtype=np.float64)
+    frames = np.diff(np.r_[starts, scores.size]).astype(np.float64)
+    return scores[starts], positives, frames, starts
+
+
+def _sorted_curve(scores: np.ndarray, positives: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(tps, fps)``: cumulative true/false positive frames at each distinct threshold, highest first, from runs
+    ``(R,)`` sorted by ascending score. Only the counts after the last run of each distinct score are read, so
+    the order of tied runs changes no value (an unstable sort will do); the counts are integers, exact in
+    float64."""
+    scores, positives, frames = scores[::-1], positives[::-1], frames[::-1]
+    last_of_each_value = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), scores.size - 1]
+    tps = np.cumsum(positives)[last_of_each_value]
+    fps = np.cumsum(frames)[last_of_each_value] - tps
+    return tps, fps
+
+
 def _ranking_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative true/false positives at each distinct threshold, highest score first: ``(tps, fps)``."""
-    order = np.argsort(scores, kind="mergesort")[::-1]
-    sorted_scores = scores[order]
-    last_of_each_value = np.r_[np.flatnonzero(np.diff(sorted_scores)), scores.size - 1]
-    tps = np.cumsum(labels[order], dtype=np.float64)[last_of_each_value]
-    fps = 1.0 + last_of_each_value - tps
-    return tps, fps
+    run_scores, positives, frames, _ = _runs(scores, labels)
+    order = np.argsort(run_scores)
+    return _sorted_curve(run_scores[order], positives[order], frames[order])
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
@@ -61,13 +88,8 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
 
 
-def _ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """ROC-AUC, average precision and trapezoidal PR-AUC; ``nan`` where undefined."""
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0:
-        return {"auc": float("nan"), "ap": float("nan"), "pr_auc": float("nan")}
-    tps, fps = _ranking_curve(scores, labels)
+def _curve_metrics(tps: np.ndarray, fps: np.ndarray, n_pos: int, n_neg: int) -> dict[str, float]:
+    """ROC-AUC, average precision and trapezoidal PR-AUC of a curve (``n_pos > 0``; AUC ``nan`` if ``n_neg == 0``)."""
     recall = np.r_[0.0, tps / n_pos]
     precision = np.r_[1.0, tps / (tps + fps)]
     ap = float(np.sum(np.diff(recall) * precision[1:]))
@@ -77,6 +99,15 @@ def _ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]
     else:
         auc = _trapezoid(np.r_[0.0, tps / n_pos], np.r_[0.0, fps / n_neg])
     return {"auc": auc, "ap": ap, "pr_auc": pr_auc}
+
+
+def _ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, average precision and trapezoidal PR-AUC; ``nan`` where undefined."""
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0:
+        return {"auc": float("nan"), "ap": float("nan"), "pr_auc": float("nan")}
+    return _curve_metrics(*_ranking_curve(scores, labels), n_pos, n_neg)
 
 
 def _ratio(numerator: float, denominator: float, zero_division: float) -> float:
@@ -176,8 +207,7 @@ def _video_ranges(frame_offsets: Sequence[int] | np.ndarray, n_frames: int, n_vi
 
 def _frames_of(offsets: np.ndarray, selected: np.ndarray) -> np.ndarray:
     """Boolean frame mask of the videos where ``selected`` is true."""
-    per_frame_video = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-    return selected[per_frame_video]
+    return np.repeat(selected, np.diff(offsets))
 
 
 def false_alarm_rate(
@@ -215,9 +245,19 @@ def per_class_auc(
     scores, labels = _scores_and_labels(frame_scores, frame_labels, "per_class_auc")
     offsets = _video_ranges(frame_offsets, scores.size, len(video_classes))
     normal_names = {normal_class} if isinstance(normal_class, str) else set(normal_class)
-    normal_frames = _frames_of(offsets, np.array([c in normal_names for c in video_classes], dtype=bool))
+    is_normal = np.array([c in normal_names for c in video_classes], dtype=bool)
+    # one sort for all classes (of the runs of equal scores, cut at video starts): each class keeps its videos'
+    # runs of the sorted arrays, still in ascending order
+    run_scores, positives, frames, starts = _runs(scores, labels, offsets[1:-1])
+    order = np.argsort(run_scores)
+    run_scores, positives, frames = run_scores[order], positives[order], frames[order]
+    run_video = (np.searchsorted(offsets, starts, side="right") - 1)[order]
     result: dict[str, float] = {}
     for name in dict.fromkeys(c for c in video_classes if c is not None and c not in normal_names):
-        frames = normal_frames | _frames_of(offsets, np.array([c == name for c in video_classes], dtype=bool))
-        result[name] = _ranking_metrics(scores[frames], labels[frames])["auc"]
+        kept = (is_normal | np.array([c == name for c in video_classes], dtype=bool))[run_video]
+        n_pos = int(positives[kept].sum())
+        n_neg = int(frames[kept].sum()) - n_pos
+        result[name] = (float("nan") if n_pos == 0 else
+                        _curve_metrics(*_sorted_curve(run_scores[kept], positives[kept], frames[kept]), n_pos,
+                                       n_neg)["auc"])
     return result
