@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, start_ray, tune_errors
+from search.cli import add_cluster_args, add_sweep_name, make_parser, run_command, tune_errors
 
 if TYPE_CHECKING:  # MLflow, Ray and torch are imported when a retrain runs, not for --help
     from search.reporting.data import TrackedRun
     from search.sweep.record import SweepPaths
-    from search.sweep.session import RayStart
     from search.sweep.space import SearchSpace
 
 EXAMPLES = [
@@ -51,13 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    ray_start = start_ray(args)  # Ray starts while this process reads the sweep from MLflow (search.run's way)
-    try:
-        from search.reporting.data import ReportError
+    from search.reporting.data import ReportError
 
-        return run_command(lambda parsed: retrain(parsed, ray_start), args, (*tune_errors(), ReportError))
-    finally:
-        ray_start.close()
+    return run_command(retrain, args, (*tune_errors(), ReportError))
 
 
 class SweepSource:
@@ -100,7 +95,7 @@ class SweepSource:
         return folder.parent if folder.name and folder.is_dir() else None
 
 
-def retrain(args: argparse.Namespace, ray_start: RayStart | None = None) -> int:
+def retrain(args: argparse.Namespace) -> int:
     from search.cli import tune_session
     from search.reporting.data import RETRAIN
     from search.sweep.record import SweepPaths, SweepStateError, check_name
@@ -123,7 +118,7 @@ def retrain(args: argparse.Namespace, ray_start: RayStart | None = None) -> int:
     print(f"Retraining the best config of sweep {args.sweep} (trial {best.label if best else '?'}) with seeds "
           f"{', '.join(map(str, seeds))} as {name}", flush=True)
 
-    with tune_session(space, args, ray_start) as prepared:
+    with tune_session(space, args) as prepared:
         space, plan = plan_trials(space)
         from vad.builders import resolve_config
 

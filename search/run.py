@@ -70,9 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # A new sweep begins Ray now, in the background: its processes and workers start while this process imports
-    # MLflow, Optuna and torch and reads the space (a resume first checks that there is something to resume).
+    # MLflow, Optuna and torch and reads the space (a resume first checks that there is something to resume, and a
+    # mistyped space path is refused at once, without a Ray start to wait for before exiting).
     _sigterm_as_ctrl_c()
-    ray_start = start_ray(args) if args.resume is None else None
+    ray_start = start_ray(args) if args.resume is None and Path(args.space).is_file() else None
     try:
         from search.sweep.tracking import SweepExistsError
 
