@@ -93,7 +93,7 @@ def start_ray(args: argparse.Namespace) -> RayStart:
 def tune_session(space: SearchSpace, args: argparse.Namespace, ray_start: RayStart | None = None) -> Iterator[Any]:
     """The space's data prepared once (yielded), and Ray joined or started for the block (``ray_start``, begun
     earlier by :func:`start_ray`, else begun here), shut down afterwards when this command started it. Without
-    ``--verbose`` the libraries' narrating INFO lines are silenced (:func:`search.sweep.session.quiet_libraries`)."""
+    ``--verbose`` the libraries' narrating INFO lines are silenced (:func:`search.sweep.session.quiet_loggers`)."""
     from search.sweep.tuner import prepare
 
     ray_start = ray_start or start_ray(args)

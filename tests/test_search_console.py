@@ -143,10 +143,10 @@ def test_a_sweeps_console_mlflow_runs_and_optuna_study(tmp_path):
 def test_notices_a_user_cannot_act_on_are_dropped_and_warnings_stay(caplog):
     import logging
 
-    from search.sweep.session import quiet_libraries
+    from search.sweep.session import quiet_loggers
 
-    quiet_libraries()
-    quiet_libraries()  # idempotent: one filter per logger
+    quiet_loggers()
+    quiet_loggers()  # idempotent: one filter per logger
     slow = logging.getLogger("ray.tune.utils.util")
     assert len(slow.filters) == 1
     with caplog.at_level(logging.WARNING):

@@ -3,7 +3,7 @@
 :class:`SweepProgress` is a Tune callback (``search.sweep.tuner`` adds it unless ``--verbose`` asks for Ray's own status
 table). The bar shows trials done / total, how many run, elapsed time and ETA, and the best ranking value so far
 with its trial (``t003``); each finished trial adds one line above it. The lines a user cannot act on are silenced
-by :func:`search.sweep.session.quiet_libraries`.
+by :func:`search.sweep.session.quiet_loggers` and ``quiet_optuna``.
 """
 
 from __future__ import annotations

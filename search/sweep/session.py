@@ -65,15 +65,10 @@ class _DropNotice(logging.Filter):
         return self.text not in str(record.msg)
 
 
-def quiet_libraries() -> None:
-    """Lower the chatty INFO loggers of MLflow, Alembic, Optuna and Tune to WARNING (their warnings still show),
-    and drop the :data:`NOTICES` (a local cluster keeps its token authentication)."""
-    quiet_loggers()
-    quiet_optuna()
-
-
 def quiet_loggers() -> None:
-    """:func:`quiet_libraries` but Optuna's switch: no import at all."""
+    """Lower the chatty INFO loggers of MLflow, Alembic and Tune to WARNING (their warnings still show) and drop the
+    :data:`NOTICES` (a local cluster keeps its token authentication); imports nothing (Optuna's own switch is
+    :func:`quiet_optuna`)."""
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name, text in NOTICES.items():
